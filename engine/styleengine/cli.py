@@ -1,0 +1,480 @@
+"""The ``engine`` command line: composition only, each command a short function over the library."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+
+log = logging.getLogger("styleengine")
+
+EXIT_USER = 1
+EXIT_TRT_MISSING = 2
+
+
+class UserError(click.ClickException):
+    """A problem the user can fix: printed as one line, exit status 1 (no traceback)."""
+
+    exit_code = EXIT_USER
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+# -- shared plumbing ---------------------------------------------------------------------------------
+def _engine(ctx: click.Context) -> Any:
+    from .plugins import get_engine
+
+    obj = ctx.find_root().obj
+    if obj.get("engine") is None:
+        obj["engine"] = get_engine(strict=obj["strict"] or None, extra_plugins=obj["plugins"])
+    return obj["engine"]
+
+
+def _parse_sets(values: Sequence[str]) -> dict[str, Any]:
+    """``--set key=value``: values parsed as YAML scalars (``3``, ``0.5``, ``true``, ``[1, 2]``)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise UserError(f"--set {key}: cannot parse {raw!r}: {exc}") from exc
+    return out
+
+
+def _config(cls: type, values: dict[str, Any], what: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"invalid {what}: {problems}") from exc
+
+
+def _load_style(engine: Any, name: str, weights: str | None, variant: str | None, allow_random: bool, model_sets: dict[str, Any] | None = None) -> Any:
+    from .weights import resolve
+
+    cls = engine.style_class(name)
+    style = cls(_config(cls.ModelConfig, model_sets or {}, f"{cls.name} model config"), variant=variant)
+    if weights:
+        style.load_weights(resolve(weights))
+    style.require_weights(allow_random)
+    return style
+
+
+def _default_artifacts(style: Any) -> Path:
+    return Path("export/artifacts") / style.name / style.variant
+
+
+def _fail(msg: str, code: int = EXIT_USER) -> NoReturn:
+    click.echo(f"error: {msg}", err=True)
+    sys.exit(code)
+
+
+# -- the group -----------------------------------------------------------------------------------------
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="styleengine")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug and tracebacks).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--strict", is_flag=True, envvar="STYLEENGINE_STRICT", help="Fail if any plugin fails to load.")
+@click.option("-p", "--plugin", "plugins", multiple=True, metavar="MODULE", help="Load an extra plugin module by import path.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool, strict: bool, plugins: tuple[str, ...]) -> None:
+    """styleengine: train, export (ONNX / TensorRT), run and serve image style-transfer models.
+
+    \b
+    Quick tour:
+      engine styles                      installed styles and the runtimes usable here
+      engine infer STYLE photo.jpg       stylise images (torch, onnxruntime or tensorrt)
+      engine export STYLE --onnx         export + validate ONNX; --trt builds TensorRT engines
+      engine validate DIR                re-check an exported artifact folder
+      engine train STYLE --data DIR      train a style
+    """
+    logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("styleengine").setLevel(logging.WARNING if quiet else (logging.INFO if verbose else logging.WARNING) if verbose < 2 else logging.DEBUG)
+    ctx.obj = {"strict": strict, "plugins": list(plugins), "verbose": verbose, "quiet": quiet, "engine": None}
+
+
+def _say(ctx: click.Context, msg: str) -> None:
+    if not ctx.find_root().obj.get("quiet"):
+        click.echo(msg, err=True)
+
+
+# -- styles / plugins -----------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def styles(ctx: click.Context, as_json: bool) -> None:
+    """List installed styles: aliases, capabilities, runtimes usable here, distribution and version."""
+    engine = _engine(ctx)
+    runtimes = {e.name: e.obj.availability() for e in engine.runtimes}
+    usable = [n for n, (ok, _) in runtimes.items() if ok]
+    rows = []
+    for e in engine.styles:
+        cls = e.obj
+        caps = sorted(c.value for c in cls.capabilities)
+        rows.append(
+            {
+                "name": e.name,
+                "aliases": list(e.aliases),
+                "capabilities": caps,
+                "runtimes": usable if "export" in caps else ["torch"],
+                "variants": list(cls.variants),
+                "distribution": e.distribution,
+                "version": e.version,
+                "description": cls.description,
+            }
+        )
+    skipped = [s.__dict__ for s in engine.skipped]
+    if as_json:
+        click.echo(json.dumps({"styles": rows, "runtimes": {n: {"available": ok, "detail": why} for n, (ok, why) in runtimes.items()}, "skipped": skipped}, indent=2))
+        return
+    if not rows:
+        click.echo("no styles installed")
+    for r in rows:
+        alias = f" ({', '.join(r['aliases'])})" if r["aliases"] else ""
+        click.echo(f"{r['name']}{alias}  [{', '.join(r['capabilities'])}]  runtimes: {', '.join(r['runtimes'])}  — {r['distribution']} {r['version']}")
+        if r["description"]:
+            click.echo(f"    {r['description']}")
+    for s in engine.skipped:
+        click.echo(f"skipped: {s.message()}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--check", is_flag=True, help="Exit non-zero if any plugin was skipped.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool, check: bool) -> None:
+    """List loaded plugins (with what they registered) and skipped ones (with the error)."""
+    engine = _engine(ctx)
+    loaded = [p.__dict__ for p in engine.plugins]
+    skipped = [s.__dict__ for s in engine.skipped]
+    if as_json:
+        click.echo(json.dumps({"loaded": loaded, "skipped": skipped}, indent=2, default=list))
+    else:
+        for p in engine.plugins:
+            what = ", ".join([*(f"style {s}" for s in p.styles), *(f"runtime {r}" for r in p.runtimes)]) or "hooks only"
+            click.echo(f"{p.name}: {p.distribution} {p.version} ({p.module}) — {what}")
+        for s in engine.skipped:
+            click.echo(f"SKIPPED {s.message()}")
+    if check and engine.skipped:
+        sys.exit(EXIT_USER)
+
+
+# -- export / validate ------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("style_name", metavar="STYLE")
+@click.option("--onnx", "do_onnx", is_flag=True, default=True, help="Export ONNX and validate it (always done).")
+@click.option("--trt", is_flag=True, help="Also build TensorRT engines (needs the tensorrt extra and a GPU).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="Engine precision [profile or fp32].")
+@click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), help="Export profile YAML (export/profiles/).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder [export/artifacts/STYLE/VARIANT].")
+@click.option("--variant", help="Export variant of the style (see `engine styles`).")
+@click.option("--weights", help="Weights: a checkpoint path or hf://org/repo@rev.")
+@click.option("--allow-random-weights", is_flag=True, help="Export randomly initialised weights (latency work, tests).")
+@click.option("--exporter", type=click.Choice(["dynamo", "torchscript"]), default=None, help="torch.onnx exporter [profile or dynamo].")
+@click.option("--graph", "graphs", multiple=True, help="Only export these graphs.")
+@click.option("--no-validate", is_flag=True, help="Skip the onnxruntime parity check (not recommended).")
+@click.option("--model-set", "model_sets", multiple=True, metavar="KEY=VALUE", help="Model config override (random weights).")
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), help="TensorRT timing cache file.")
+@click.pass_context
+def export(ctx: click.Context, style_name: str, do_onnx: bool, trt: bool, precision: str | None, profile_path: Path | None,
+           out: Path | None, variant: str | None, weights: str | None, allow_random_weights: bool, exporter: str | None,
+           graphs: tuple[str, ...], no_validate: bool, model_sets: tuple[str, ...], timing_cache: Path | None) -> None:
+    """Export STYLE's graphs to ONNX, validate them against torch, and optionally build TensorRT engines.
+
+    Writes ONNX files and manifest.json (versions, sha256s, dims, tolerances, measured parity) to
+    --out atomically.  With --trt where TensorRT is missing, the validated ONNX is kept, the
+    equivalent trtexec command is printed, and the exit status is 2.
+    """
+    from .export.options import ExportOptions, ExportProfile
+    from .export.pipeline import TensorRTUnavailable
+
+    engine = _engine(ctx)
+    style = _load_style(engine, style_name, weights, variant, allow_random_weights, _parse_sets(model_sets))
+    if not style.has("export"):
+        raise UserError(f"style {style.name} has no exportable graph (capabilities: {sorted(c.value for c in style.capabilities)})")
+    profile = ExportProfile.load(profile_path) if profile_path else ExportProfile()
+    opts = ExportOptions(
+        out_dir=out or _default_artifacts(style),
+        trt=trt,
+        precision=precision or profile.precision or "fp32",
+        exporter=exporter or profile.exporter or "dynamo",
+        profile=profile,
+        validate=not no_validate,
+        graphs=graphs or None,
+        timing_cache=timing_cache,
+        extra={"progress": lambda m: _say(ctx, m)},
+    )
+    t0 = time.perf_counter()
+    try:
+        result = engine.hook.style_export(style=style, options=opts)
+    except TensorRTUnavailable as exc:
+        click.echo(f"ONNX exported and validated in {exc.result.out_dir}", err=True)
+        click.echo(f"error: {exc}", err=True)
+        click.echo("equivalent trtexec command(s):", err=True)
+        for cmd in exc.result.trtexec:
+            click.echo(f"  {cmd}", err=True)
+        sys.exit(EXIT_TRT_MISSING)
+    _say(ctx, f"done in {time.perf_counter() - t0:.1f}s: {result.manifest_path}")
+    click.echo(str(result.out_dir))
+
+
+@cli.command()
+@click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--weights", help="Weights the artifacts were exported from (default: as recorded).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def validate(ctx: click.Context, artifact_dir: Path, weights: str | None, as_json: bool) -> None:
+    """Re-check an artifact folder: file hashes against the manifest, then onnxruntime vs torch parity."""
+    from .export.manifest import Manifest
+    from .export.validate import session_for_onnx, validate_graph, worst
+    from .runtime.base import SessionOptions
+    from .runtime.torch import TorchSession
+
+    engine = _engine(ctx)
+    manifest = Manifest.load(artifact_dir)
+    problems = manifest.verify_files(artifact_dir)
+    if problems:
+        raise UserError("; ".join(problems))
+    cls = engine.style_class(manifest.style)
+    style = cls(manifest.model_config_, variant=manifest.variant)
+    src = weights or (manifest.weights or {}).get("path")
+    if src:
+        style.load_weights(src)
+    report: dict[str, Any] = {}
+    ok = True
+    for spec in style.graphs():
+        rec = manifest.graphs.get(spec.name)
+        if rec is None or rec.onnx is None:
+            continue
+        spec = spec.with_dims({k: v for k, v in spec_dims(rec.spec).items() if k in spec.dims})
+        parity = validate_graph(spec, TorchSession(spec, SessionOptions()), session_for_onnx(spec, artifact_dir / rec.onnx))
+        report[spec.name] = parity
+        ok &= parity["passed"]
+        w = worst(parity)
+        if not as_json:
+            click.echo(f"{spec.name}: {'ok' if parity['passed'] else 'FAILED'}  max |err| {w['max_abs']:.3g}  PSNR {w['psnr']:.1f} dB")
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    if not ok:
+        sys.exit(EXIT_USER)
+
+
+def spec_dims(spec_dict: dict[str, Any]) -> dict[str, Any]:
+    from .spec import Dim
+
+    return {k: Dim(**v) for k, v in spec_dict.get("dims", {}).items()}
+
+
+# -- infer ---------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("style_name", metavar="STYLE")
+@click.argument("inputs", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("outputs"), show_default=True)
+@click.option("--runtime", default="torch", show_default=True, help="torch, onnxruntime or tensorrt.")
+@click.option("--graph-runtime", "graph_runtimes", multiple=True, metavar="GRAPH=RUNTIME", help="Per-graph runtime override.")
+@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), help="Exported artifact folder [export/artifacts/STYLE/VARIANT].")
+@click.option("--weights", help="Weights: a checkpoint path or hf://org/repo@rev.")
+@click.option("--allow-random-weights", is_flag=True, help="Run with random weights (latency work, tests).")
+@click.option("--variant", help="Style variant.")
+@click.option("--image", "extra_images", multiple=True, metavar="FIELD=PATH", help="Other image fields (e.g. style=painting.jpg).")
+@click.option("--text", "texts", multiple=True, metavar="FIELD=TEXT", help="Text fields (e.g. instruction='make it snowy').")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Style parameter (see the style's Config).")
+@click.option("--seed", type=int, default=None, help="Seed for stochastic styles.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True)
+@click.pass_context
+def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir: Path, runtime: str, graph_runtimes: tuple[str, ...],
+          artifacts: Path | None, weights: str | None, allow_random_weights: bool, variant: str | None, extra_images: tuple[str, ...],
+          texts: tuple[str, ...], sets: tuple[str, ...], seed: int | None, device: str, precision: str, fmt: str) -> None:
+    """Stylise INPUT images with STYLE; writes one image per input to --out."""
+    from .data import read_image, save_image
+    from .runtime.base import SessionOptions
+    from .sessions import open_sessions
+    from .style import StyleRequest
+
+    engine = _engine(ctx)
+    style = _load_style(engine, style_name, weights, variant, allow_random_weights)
+    if not inputs:
+        raise UserError("give at least one input image")
+    cfg = _config(style.Config, _parse_sets(sets), f"{style.name} parameters")
+    fields = {f.name: f for f in style.inputs.images}
+    first = style.inputs.images[0].name
+    others: dict[str, list[Any]] = {}
+    for item in extra_images:
+        key, _, path = item.partition("=")
+        if key not in fields or key == first:
+            raise UserError(f"--image {key}: {style.name} image fields are {list(fields)} (the first comes from INPUT)")
+        others.setdefault(key, []).append(read_image(Path(path)).array)
+    for f in style.inputs.images[1:]:
+        if f.required and f.name not in others:
+            raise UserError(f"{style.name} needs --image {f.name}=PATH ({f.description})")
+    text_values = dict(t.partition("=")[::2] for t in texts)
+    for t in style.inputs.texts:
+        if t.required and not text_values.get(t.name):
+            raise UserError(f"{style.name} needs --text {t.name}=... ({t.description})")
+    rt_map = {"*": runtime, **dict(g.partition("=")[::2] for g in graph_runtimes)}
+    needs_art = any(engine.runtime_class(r).needs != "module" for r in rt_map.values())
+    art = artifacts or (_default_artifacts(style) if needs_art else None)
+    sessions = open_sessions(engine, style, rt_map, artifacts=art, options=SessionOptions(device=device, precision=precision))
+    for name, s in sessions.items():
+        _say(ctx, f"[{name}] {s.runtime} on {s.device}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(inputs):
+        images = {first: read_image(path).array, **{k: (v if fields[k].multiple else v[0]) for k, v in others.items()}}
+        req = StyleRequest(images=images, texts=text_values, seed=seed if seed is None else seed + i, id=path.stem)
+        t0 = time.perf_counter()
+        [res] = engine.hook.style_infer(style=style, sessions=sessions, batch=[req], cfg=cfg)
+        dest = out_dir / f"{path.stem}.{style.name}.{fmt}"
+        save_image(dest, res.image)
+        _say(ctx, f"{path} -> {dest} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
+        click.echo(str(dest))
+
+
+# -- train ---------------------------------------------------------------------------------------------------
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("style_name", metavar="STYLE")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Training data folder.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Training config YAML.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Training config override.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder [runs/STYLE].")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
+@click.option("--max-steps", type=click.IntRange(min=1), help="Stop after this many steps.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True)
+@click.option("--cpu", is_flag=True, help="Train on the CPU even where CUDA is available.")
+@click.option("--sample-every", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
+@click.option("--on-bad-file", type=click.Choice(["skip", "fail"]), default="fail", show_default=True)
+@click.option("--weights", help="Start from these weights (fine-tuning).")
+@click.option("--no-progress", is_flag=True)
+@click.pass_context
+def train(ctx: click.Context, style_name: str, data: Path | None, config_path: Path | None, sets: tuple[str, ...], out: Path | None,
+          resume: bool, max_steps: int | None, seed: int, mixed_precision: str, cpu: bool, sample_every: int, checkpoint_every: int,
+          on_bad_file: str, weights: str | None, no_progress: bool) -> None:
+    """Train STYLE.  Styles with several data folders take them as options (e.g. --content DIR --style DIR)."""
+    import yaml
+
+    from .training import TrainContext
+
+    engine = _engine(ctx)
+    cls = engine.style_class(style_name)
+    if not cls.has("train") or cls.TrainConfig is None:
+        raise UserError(f"style {cls.name} cannot be trained")
+    folders: dict[str, Path] = {"data": data} if data else {}
+    extra = list(ctx.args)
+    while extra:
+        opt = extra.pop(0)
+        if not opt.startswith("--") or not extra:
+            raise UserError(f"unexpected argument {opt!r}")
+        key = opt[2:].replace("-", "_")
+        if key not in cls.train_data:
+            raise UserError(f"unknown option {opt}; {cls.name} data folders: {', '.join('--' + k for k in cls.train_data)}")
+        folders[key] = Path(extra.pop(0))
+    values: dict[str, Any] = {}
+    if config_path:
+        loaded = yaml.safe_load(config_path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise UserError(f"{config_path}: expected a mapping of training options")
+        values.update(loaded)
+    values.update(_parse_sets(sets))
+    cfg = _config(cls.TrainConfig, values, f"{cls.name} training config")
+    style = cls(getattr(cfg, "model", None))
+    if weights:
+        from .weights import resolve
+
+        style.load_weights(resolve(weights))
+    tctx = TrainContext(
+        out_dir=out or Path("runs") / cls.name, data=folders, resume=resume, max_steps=max_steps, seed=seed,
+        mixed_precision=mixed_precision, cpu=cpu, sample_every=sample_every, checkpoint_every=checkpoint_every,
+        on_bad_file=on_bad_file, show_progress=not no_progress,
+    )
+    result = engine.hook.style_train(style=style, cfg=cfg, ctx=tctx)
+    state = "interrupted" if result.interrupted else "finished"
+    _say(ctx, f"training {state} after {result.steps} steps; " + ", ".join(f"{k} {v:.4g}" for k, v in result.metrics.items()))
+    if result.checkpoint:
+        click.echo(str(result.checkpoint))
+
+
+# -- pull ------------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("ref", metavar="STYLE[:NAME]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to write the converted checkpoint.")
+@click.pass_context
+def pull(ctx: click.Context, ref: str, out: Path | None) -> None:
+    """Download a style's published weights (pinned by sha256 or revision) and convert them to safetensors."""
+    from .pull import pull_weights
+
+    engine = _engine(ctx)
+    name, _, which = ref.partition(":")
+    cls = engine.style_class(name)
+    path = pull_weights(cls, which or None, out=out, say=lambda m: _say(ctx, m))
+    click.echo(str(path))
+
+
+# -- entry point -------------------------------------------------------------------------------------------------
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .data.errors import ImageDecodeError
+    from .plugins import PluginLoadError
+    from .preprocess import SizeError
+    from .registry import RegistryError, UnknownNameError
+    from .runtime.base import ArtifactMismatchError, RuntimeUnavailableError
+    from .spec import SpecError
+    from .style import WeightsRequiredError
+    from .weights import WeightsUnavailableError
+
+    return (
+        ImageDecodeError, PluginLoadError, SizeError, RegistryError, UnknownNameError, ArtifactMismatchError,
+        RuntimeUnavailableError, SpecError, WeightsRequiredError, WeightsUnavailableError, FileNotFoundError, ValueError,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from .plugins import get_engine
+
+    try:
+        # Plugins may add commands.  A broken plugin is skipped with a warning here too.
+        if not getattr(cli, "_plugins_added", False):
+            args = list(argv if argv is not None else sys.argv[1:])
+            strict = "--strict" in args
+            extra = [args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-p", "--plugin")]
+            try:
+                get_engine(strict=strict or None, extra_plugins=extra).add_commands(cli)
+            except Exception as exc:  # noqa: BLE001
+                _fail(str(exc))
+            cli._plugins_added = True  # type: ignore[attr-defined]
+        cli.main(args=list(argv) if argv is not None else None, prog_name="engine", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:  # noqa: BLE001
+        if isinstance(exc, _user_errors()) and "-vv" not in (argv if argv is not None else sys.argv):
+            _fail(str(exc).splitlines()[0] if isinstance(exc, KeyError) else str(exc))
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,259 @@
+"""The Style base class: what a plugin declares once, and the request/result types around it.
+
+A style declares, on its class:
+
+* ``name``, ``aliases``, ``description``, ``api_version`` and ``capabilities``;
+* ``Config``: the per-request parameters (pydantic, ``extra="forbid"``, finite, bounded) — the serving
+  layer turns it into the HTTP form and OpenAPI schema, the CLI into ``--set key=value``;
+* ``ModelConfig``: the architecture (saved beside the weights, so a checkpoint rebuilds its network);
+* ``TrainConfig``: the training hyper-parameters (only for styles with the ``train`` capability);
+* ``inputs``: an :class:`InputContract` (which images and texts a request carries, value range, size
+  multiple, and how other sizes are handled);
+* ``variants``: named export variants (e.g. pix2pix ``eval`` / ``reference`` normalisation).
+
+and implements ``build`` (create the torch modules), ``graphs`` (GraphSpecs over those modules),
+``infer`` (the pipeline over Sessions), and optionally ``train`` and ``import_weights``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from . import API_VERSION
+
+if TYPE_CHECKING:
+    import torch
+
+    from .runtime.base import Session
+    from .spec import GraphSpec
+    from .training import TrainContext, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+class Capability(str, enum.Enum):
+    TRAIN = "train"
+    EXPORT = "export"
+    INFER = "infer"
+
+
+class StyleConfig(BaseModel):
+    """Base for a style's pydantic configs: unknown keys and non-finite numbers are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, protected_namespaces=())
+
+
+class EmptyConfig(StyleConfig):
+    pass
+
+
+class WeightsRequiredError(RuntimeError):
+    """A style would run with random weights; the message says how to get or train weights."""
+
+
+@dataclass(frozen=True)
+class ImageField:
+    """One image a request carries (``content``, ``style`` ...)."""
+
+    name: str = "image"
+    description: str = "input image"
+    required: bool = True
+    #: Several images may be given under this name (e.g. AdaIN style interpolation).
+    multiple: bool = False
+
+
+@dataclass(frozen=True)
+class TextField:
+    name: str
+    description: str = ""
+    required: bool = True
+    max_length: int = 1000
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a request carries and how images are brought to a size the graphs accept.
+
+    ``resize``: the image is resized to the nearest accepted size and the output resized back;
+    ``pad``: reflect-padded up to the next multiple and the output cropped back;
+    ``fixed``: resized to ``fixed_size`` × ``fixed_size`` and back;
+    ``none``: sizes that do not fit are refused.
+    """
+
+    images: tuple[ImageField, ...] = (ImageField(),)
+    texts: tuple[TextField, ...] = ()
+    value_range: tuple[float, float] = (-1.0, 1.0)
+    size_multiple: int = 1
+    size_policy: Literal["resize", "pad", "fixed", "none"] = "resize"
+    fixed_size: int | None = None
+    min_side: int = 1
+    max_side: int = 4096
+    seeded: bool = False
+
+
+@dataclass
+class StyleRequest:
+    """One request: decoded images (float32 HxWx3 RGB in [0, 1]), texts, and a seed."""
+
+    images: Mapping[str, np.ndarray | list[np.ndarray]]
+    texts: Mapping[str, str] = field(default_factory=dict)
+    seed: int | None = None
+    id: str = ""
+
+    def image(self, name: str = "image") -> np.ndarray:
+        img = self.images[name]
+        return img[0] if isinstance(img, list) else img
+
+
+@dataclass
+class StyleResult:
+    image: np.ndarray  # float32 HxWx3 RGB in [0, 1]
+    seed: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Style:
+    """Base class of every style.  Subclass it in a plugin and register the class."""
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    api_version: ClassVar[int] = API_VERSION
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.INFER, Capability.EXPORT})
+    Config: ClassVar[type[StyleConfig]] = EmptyConfig
+    ModelConfig: ClassVar[type[StyleConfig]] = EmptyConfig
+    TrainConfig: ClassVar[type[StyleConfig] | None] = None
+    inputs: ClassVar[InputContract] = InputContract()
+    variants: ClassVar[tuple[str, ...]] = ("default",)
+    #: Data folders ``engine train`` takes (``--data`` or, for several, ``--content DIR --style DIR``).
+    train_data: ClassVar[tuple[str, ...]] = ("data",)
+    #: Published weights ``engine pull STYLE:NAME`` can fetch (name → styleengine.pull.Pretrained).
+    pretrained: ClassVar[Mapping[str, Any]] = {}
+    #: Shown when a command would run without weights: how to get or train them.
+    weights_hint: ClassVar[str] = "train weights with `engine train STYLE` or pass --weights PATH"
+
+    def __init__(self, model_config: StyleConfig | Mapping[str, Any] | None = None, variant: str | None = None):
+        if model_config is None:
+            model_config = self.ModelConfig()
+        elif isinstance(model_config, Mapping):
+            model_config = self.ModelConfig(**model_config)
+        self.model_config = model_config
+        self.variant = self.check_variant(variant)
+        #: Where the weights came from (None = random initialisation), and their sha256.
+        self.weights_path: Path | None = None
+        self.weights_sha256: str | None = None
+        self._modules: dict[str, torch.nn.Module] | None = None
+
+    # -- identity ------------------------------------------------------------------------------
+    @classmethod
+    def check_variant(cls, variant: str | None) -> str:
+        variant = variant or cls.variants[0]
+        if variant not in cls.variants:
+            raise ValueError(f"style {cls.name}: unknown variant {variant!r}; choose one of {', '.join(cls.variants)}")
+        return variant
+
+    @classmethod
+    def has(cls, cap: Capability | str) -> bool:
+        return Capability(cap) in cls.capabilities
+
+    # -- modules and weights -------------------------------------------------------------------
+    def build(self) -> dict[str, torch.nn.Module]:
+        """Create this style's torch modules (randomly initialised) from ``self.model_config``."""
+        raise NotImplementedError
+
+    #: Random initialisation is seeded, so random-weight artifacts can be re-validated later.
+    init_seed: ClassVar[int] = 0
+
+    @property
+    def modules(self) -> dict[str, torch.nn.Module]:
+        if self._modules is None:
+            import torch
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.init_seed)
+                self._modules = self.build()
+            for m in self._modules.values():
+                m.eval()
+        return self._modules
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load weights: the engine's checkpoint format, else the style's reference importers."""
+        from .weights import is_engine_checkpoint, load_checkpoint, sha256_path
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"weights not found: {path}")
+        if is_engine_checkpoint(path):
+            ckpt = load_checkpoint(path)
+            if ckpt.style not in (None, self.name):
+                raise ValueError(f"{path} holds weights of style {ckpt.style!r}, not {self.name!r}")
+            if ckpt.model_config:
+                self.model_config = self.ModelConfig(**ckpt.model_config)
+                self._modules = None
+            self.load_state_dict(ckpt.tensors, source=str(path))
+        else:
+            self.import_weights(path)
+        self.weights_path = path
+        self.weights_sha256 = sha256_path(path)
+
+    def import_weights(self, path: Path) -> None:
+        """Import a reference implementation's checkpoint.  Styles with importers override this."""
+        raise ValueError(
+            f"style {self.name}: {path} is not an engine checkpoint (a .safetensors file or a folder with "
+            "model.safetensors + config.json) and this style has no importer for other formats"
+        )
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """All modules' tensors, keys prefixed with the module name (``generator.model.0.weight``)."""
+        return {f"{m}.{k}": v for m, mod in self.modules.items() for k, v in mod.state_dict().items()}
+
+    def load_state_dict(self, tensors: Mapping[str, torch.Tensor], source: str = "state dict") -> None:
+        by_module: dict[str, dict[str, torch.Tensor]] = {m: {} for m in self.modules}
+        unknown = []
+        for key, value in tensors.items():
+            mod, _, rest = key.partition(".")
+            if mod in by_module:
+                by_module[mod][rest] = value
+            else:
+                unknown.append(key)
+        if unknown:
+            raise ValueError(f"{source}: keys for unknown modules {unknown[:5]} (modules: {list(self.modules)})")
+        for mod, sd in by_module.items():
+            missing, unexpected = self.modules[mod].load_state_dict(sd, strict=False)
+            if missing or unexpected:
+                raise ValueError(
+                    f"{source}: module {mod!r} does not match: missing {list(missing)[:8]}, unexpected {list(unexpected)[:8]}"
+                )
+
+    def require_weights(self, allow_random: bool) -> None:
+        if self.weights_path is None and not allow_random:
+            raise WeightsRequiredError(
+                f"style {self.name} has no weights loaded. {self.weights_hint}. "
+                "Pass --allow-random-weights to run with random weights (latency work and tests only)."
+            )
+
+    # -- the three verbs -----------------------------------------------------------------------
+    def graphs(self) -> list[GraphSpec]:
+        """The exportable graphs of the current variant, over ``self.modules``."""
+        return []
+
+    def infer(self, sessions: Mapping[str, Session], batch: Sequence[StyleRequest], cfg: StyleConfig) -> list[StyleResult]:
+        raise NotImplementedError
+
+    def train(self, cfg: StyleConfig, ctx: TrainContext) -> TrainResult:
+        raise NotImplementedError(f"style {self.name} cannot be trained")
+
+    # -- helpers for pipelines ------------------------------------------------------------------
+    def parse_config(self, values: Mapping[str, Any] | StyleConfig | None) -> StyleConfig:
+        if isinstance(values, StyleConfig):
+            return values
+        return self.Config(**(values or {}))

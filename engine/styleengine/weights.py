@@ -1,0 +1,181 @@
+"""Weights: the engine's checkpoint format, safe legacy loading, and pinned remote references.
+
+* The engine writes **safetensors** only: a checkpoint is a folder with ``model.safetensors`` and
+  ``config.json`` (style name, model config, metadata), or a bare ``.safetensors`` file whose header
+  metadata carries the same JSON.  Written atomically.
+* Legacy ``.pth`` / ``.ckpt`` files are read only through ``torch.load(weights_only=True)`` into a
+  style's key-mapping importer; pickled modules are never loaded.
+* Remote weights are ``hf://org/repo@revision[/path/in/repo]`` (through huggingface_hub, pinned by
+  revision) or a known release URL with a sha256 (checked download into the cache).  Offline, both
+  fail with :class:`WeightsUnavailableError` saying what to fetch and where to put it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .io import atomic_dir, atomic_open, sha256_file
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Weights cannot be obtained here (offline, unknown name, hash mismatch)."""
+
+
+@dataclass
+class Checkpoint:
+    tensors: dict[str, Any]
+    style: str | None = None
+    model_config: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def is_engine_checkpoint(path: str | os.PathLike[str]) -> bool:
+    p = Path(path)
+    return (p.is_file() and p.suffix == ".safetensors") or (p.is_dir() and (p / MODEL_FILE).is_file())
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str], tensors: dict[str, Any], *, style: str, model_config: dict[str, Any], meta: dict[str, Any] | None = None
+) -> Path:
+    """Write a checkpoint folder atomically (the previous one survives a failure)."""
+    from safetensors.torch import save_file
+
+    config = {"style": style, "model": model_config, "meta": meta or {}}
+    with atomic_dir(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / MODEL_FILE), metadata={"styleengine": json.dumps(config)})
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    model = p / MODEL_FILE if p.is_dir() else p
+    if not model.is_file():
+        raise FileNotFoundError(f"no {MODEL_FILE} in {p}")
+    config: dict[str, Any] = {}
+    if p.is_dir() and (p / CONFIG_FILE).is_file():
+        config = json.loads((p / CONFIG_FILE).read_text())
+    else:
+        with safe_open(str(model), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("styleengine")
+        config = json.loads(raw) if raw else {}
+    return Checkpoint(load_file(str(model)), config.get("style"), config.get("model") or {}, config.get("meta") or {})
+
+
+def safe_torch_load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` with a clear error for files that need unpickling code."""
+    import torch
+
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, ...
+        raise ValueError(
+            f"{path}: cannot be read as plain tensors with torch.load(weights_only=True) ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0]}). styleengine never unpickles code; convert the checkpoint to a state dict first."
+        ) from exc
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
+    return obj
+
+
+def sha256_path(path: str | os.PathLike[str]) -> str:
+    """sha256 of a weights file, or of a checkpoint folder's model file (or all its files, sorted)."""
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    if (p / MODEL_FILE).is_file():
+        return sha256_file(p / MODEL_FILE)
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(str(f.relative_to(p)).encode())
+        h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+# -- remote references -----------------------------------------------------------------------------
+_HF = re.compile(r"^hf://(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<rev>[\w./-]+?))?(?:/(?P<file>.+))?$")
+
+
+@dataclass(frozen=True)
+class HfRef:
+    repo: str
+    revision: str | None
+    filename: str | None
+
+
+def parse_hf(ref: str) -> HfRef:
+    m = _HF.match(ref)
+    if not m:
+        raise ValueError(f"bad hf reference {ref!r}; expected hf://org/repo@revision[/path/in/repo]")
+    return HfRef(m["repo"], m["rev"], m["file"])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("STYLEENGINE_CACHE") or Path.home() / ".cache" / "styleengine")
+
+
+def resolve(ref: str | os.PathLike[str]) -> Path:
+    """A local path for a weights reference (local path, ``hf://...``)."""
+    s = str(ref)
+    if s.startswith("hf://"):
+        return fetch_hf(parse_hf(s))
+    p = Path(s).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"weights not found: {p}")
+    return p
+
+
+def fetch_hf(ref: HfRef) -> Path:
+    try:
+        import huggingface_hub as hub
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise WeightsUnavailableError("huggingface_hub is not installed") from exc
+    if ref.revision is None:
+        log.warning("hf://%s is not pinned to a revision; pin it (hf://%s@<commit>) for reproducible builds", ref.repo, ref.repo)
+    try:
+        if ref.filename:
+            return Path(hub.hf_hub_download(ref.repo, ref.filename, revision=ref.revision))
+        return Path(hub.snapshot_download(ref.repo, revision=ref.revision))
+    except Exception as exc:  # noqa: BLE001 - offline, auth, not found: one clear message
+        raise WeightsUnavailableError(
+            f"cannot fetch hf://{ref.repo}@{ref.revision or 'main'}: {type(exc).__name__}: {str(exc).splitlines()[0]}. "
+            "On a machine without network access, download it elsewhere (huggingface-cli download "
+            f"{ref.repo}) and pass the local folder instead."
+        ) from exc
+
+
+def download_checked(url: str, dest: Path, sha256: str | None = None, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` atomically, verifying ``sha256`` when known."""
+    import urllib.error
+    import urllib.request
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("STYLEENGINE_OFFLINE") == "1":
+        raise WeightsUnavailableError(f"offline mode: cannot download {url}; fetch it elsewhere and pass the file with --weights")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_open(dest) as out:  # noqa: S310 - fixed release URLs
+            while chunk := resp.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+            if sha256 and h.hexdigest() != sha256:
+                raise WeightsUnavailableError(f"{url}: sha256 {h.hexdigest()} does not match the pinned {sha256}; not saved")
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise WeightsUnavailableError(
+            f"cannot download {url} ({exc}); on an offline machine fetch it elsewhere and pass the file with --weights"
+        ) from exc
+    return dest

@@ -1,0 +1,126 @@
+"""The `engine` command line, run as a subprocess like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from support import make_dist
+
+ENGINE = [sys.executable, "-m", "styleengine"]
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    e = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([*ENGINE, *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def broken_env(tmp_path):
+    site = tmp_path / "site"
+    make_dist(site, "broken-dist", {"broken": "mod_broken_cli"}, {"mod_broken_cli": "raise ImportError('missing dependency xyz')\n"})
+    return {"PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_styles_json_lists_test_style(tmp_path):
+    r = run("styles", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    [row] = [s for s in data["styles"] if s["name"] == "test-style"]
+    assert row["aliases"] == ["teststyle"] and row["capabilities"] == ["export", "infer", "train"]
+    assert "torch" in row["runtimes"] and "onnxruntime" in row["runtimes"]
+    assert row["distribution"] == "styleengine-test-style" and row["version"] == "0.1.0"
+
+
+def test_broken_plugin_listed_as_skipped_and_strict_fails(tmp_path, broken_env):
+    r = run("styles", "--json", cwd=tmp_path, env=broken_env)
+    assert r.returncode == 0
+    data = json.loads(r.stdout)
+    [skip] = data["skipped"]
+    assert skip["distribution"] == "broken-dist" and "missing dependency xyz" in skip["error"]
+    assert any(s["name"] == "test-style" for s in data["styles"])
+    r = run("--strict", "styles", cwd=tmp_path, env=broken_env)
+    assert r.returncode != 0 and "broken-dist" in r.stderr and "missing dependency xyz" in r.stderr and "Traceback" not in r.stderr
+    r = run("plugins", "--check", cwd=tmp_path, env=broken_env)
+    assert r.returncode == 1 and "SKIPPED" in r.stdout
+
+
+def test_unknown_style_did_you_mean(tmp_path):
+    r = run("export", "test-styl", "--allow-random-weights", cwd=tmp_path)
+    assert r.returncode == 1 and "Did you mean 'test-style'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_weights_required_unless_allowed(tmp_path):
+    r = run("export", "test-style", cwd=tmp_path)
+    assert r.returncode == 1 and "--allow-random-weights" in r.stderr and "engine train test-style" in r.stderr
+
+
+def test_export_validate_infer_and_trt_exit_2(tmp_path):
+    r = run("export", "test-style", "--onnx", "--allow-random-weights", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    art = tmp_path / "export/artifacts/test-style/default"
+    m = json.loads((art / "manifest.json").read_text())
+    assert m["graphs"]["net"]["parity"]["passed"]
+    r = run("validate", str(art), cwd=tmp_path)
+    assert r.returncode == 0 and "net: ok" in r.stdout
+    img = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((20, 30, 3)) * 255).astype(np.uint8)).save(img)
+    outs = {}
+    for rt in ("torch", "onnxruntime"):
+        r = run("infer", "test-style", str(img), "--runtime", rt, "-o", f"out-{rt}", "--allow-random-weights", "--set", "strength=0.5", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        outs[rt] = np.asarray(Image.open(tmp_path / r.stdout.strip()), dtype=np.int16)
+        assert outs[rt].shape == (20, 30, 3)
+    assert np.abs(outs["torch"] - outs["onnxruntime"]).max() <= 1
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        r = run("export", "test-style", "--trt", "--allow-random-weights", cwd=tmp_path)
+        assert r.returncode == 2 and "`tensorrt` extra" in r.stderr and "trtexec --onnx=" in r.stderr
+        assert (art / "net.onnx").is_file()
+
+
+def test_bad_parameters_are_one_line_errors(tmp_path):
+    img = tmp_path / "in.png"
+    Image.new("RGB", (16, 16)).save(img)
+    r = run("infer", "test-style", str(img), "--allow-random-weights", "--set", "strength=.nan", cwd=tmp_path)
+    assert r.returncode == 1 and "strength" in r.stderr and "Traceback" not in r.stderr
+    r = run("infer", "test-style", str(img), "--allow-random-weights", "--set", "bogus=1", cwd=tmp_path)
+    assert r.returncode == 1 and "bogus" in r.stderr
+    (tmp_path / "bad.png").write_bytes(b"not an image at all")
+    r = run("infer", "test-style", str(tmp_path / "bad.png"), "--allow-random-weights", cwd=tmp_path)
+    assert r.returncode == 1 and "bad.png" in r.stderr and "Traceback" not in r.stderr
+    r = run("infer", "test-style", str(img), "--runtime", "onnxruntime", "--artifacts", str(tmp_path / "nope"), "--allow-random-weights", cwd=tmp_path)
+    assert r.returncode == 1 and "engine export" in r.stderr
+
+
+def test_help_on_every_command(tmp_path):
+    for cmd in ("styles", "plugins", "export", "validate", "infer", "train", "pull"):
+        r = run(cmd, "--help", cwd=tmp_path)
+        assert r.returncode == 0 and "Usage: engine" in r.stdout and len(r.stdout) > 200
+
+
+def test_train_resume_and_infer_with_weights(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((24, 24, 3)) * 255).astype(np.uint8)).save(data / f"{i}.png")
+    (data / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    r = run("train", "test-style", "--data", str(data), "--set", "steps=6", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 1 and "broken.png" in r.stderr  # preflight names the bad file before any step
+    r = run("train", "test-style", "--data", str(data), "--set", "steps=6", "--on-bad-file", "skip", "--max-steps", "3", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = run("train", "test-style", "--data", str(data), "--set", "steps=6", "--on-bad-file", "skip", "--resume", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ckpt = Path(tmp_path / r.stdout.strip())
+    assert ckpt.name == "step-0000006" and (ckpt / "model.safetensors").is_file()
+    img = data / "0.png"
+    r = run("infer", "test-style", str(img), "--weights", str(ckpt), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr

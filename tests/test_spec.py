@@ -97,3 +97,38 @@ def test_profile_errors_are_clear(tmp_path):
     p.write_text("graphs:\n  generator:\n    dims:\n      depth: {min: 1, opt: 1, max: 2}\n")
     with pytest.raises(SpecError, match="has no dims \\[.depth.\\]"):
         ExportProfile.load(p).apply(gen_spec())
+
+
+def test_derived_axes_follow_their_dim_everywhere(tmp_path):
+    import torch
+
+    from styleengine.export.onnx import export_graph
+    from styleengine.export.validate import session_for_onnx, validate_graph
+    from styleengine.runtime.base import SessionOptions
+    from styleengine.runtime.torch import TorchSession
+    from styleengine.spec import Derived
+
+    h = Dim("height", 16, 32, 64, multiple_of=16)
+    w = Dim("width", 16, 32, 48, multiple_of=16)
+    b = Dim("batch", 1, 2, 3)
+
+    class Gate(torch.nn.Module):  # multiplies a 1/4-resolution mask, upsampled, into the image
+        def forward(self, image, mask):
+            return image * torch.nn.functional.interpolate(mask, scale_factor=4.0, mode="nearest")
+
+    spec = GraphSpec(
+        "gate",
+        (image_tensor("image", batch=b, height=h, width=w), TensorSpec("mask", (b, 1, Derived(h, div=4), Derived(w, div=4)), value_range=(0, 1))),
+        (image_tensor("out", batch=b, height=h, width=w),),
+        module=Gate(),
+    )
+    assert spec.trt_profile()["mask"] == ((1, 1, 4, 4), (2, 1, 8, 8), (3, 1, 16, 12))
+    assert spec.dynamic_axes()["mask"] == {0: "batch", 2: "height_div4", 3: "width_div4"}
+    with pytest.raises(SpecError, match="expected height_div4=8"):
+        spec.check_shapes({"image": (1, 3, 32, 32), "mask": (1, 1, 4, 8)})
+    assert GraphSpec.from_dict(spec.to_dict()).trt_profile() == spec.trt_profile()
+    with pytest.raises(SpecError, match="must be a multiple of 3"):
+        Derived(h, div=3)
+    export_graph(spec, tmp_path / "g.onnx")
+    parity = validate_graph(spec, TorchSession(spec, SessionOptions()), session_for_onnx(spec, tmp_path / "g.onnx"))
+    assert parity["passed"] and parity["max"]["shapes"]["mask"] == [3, 1, 16, 12]

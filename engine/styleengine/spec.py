@@ -73,9 +73,45 @@ class Dim:
         return dataclasses.asdict(self)
 
 
-#: A shape entry: a fixed size, a Dim, or (outputs only) the *name* of an axis that ONNX should keep
-#: symbolic without a range of its own (e.g. ``"height_div8"`` for an encoder's feature map).
-Axis = int | Dim | str
+@dataclass(frozen=True)
+class Derived:
+    """An axis that is a fixed multiple/fraction of a Dim: ``Derived(height, div=64)`` is height // 64.
+
+    Used for inputs whose size follows another input's (e.g. per-block dropout masks of a U-Net at
+    1/64 of the image), so the exporter, TensorRT profiles and validation inputs all stay consistent.
+    ``div`` must divide the Dim's ``multiple_of`` so the value is exact at every accepted size.
+    """
+
+    dim: Dim
+    mul: int = 1
+    div: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mul < 1 or self.div < 1:
+            raise SpecError(f"Derived({self.dim.name}): mul and div must be >= 1")
+        if self.dim.multiple_of % self.div:
+            raise SpecError(
+                f"Derived({self.dim.name}, div={self.div}): {self.dim.name} must be a multiple of {self.div} "
+                f"(its multiple_of is {self.dim.multiple_of})"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.dim.name + (f"_x{self.mul}" if self.mul > 1 else "") + (f"_div{self.div}" if self.div > 1 else "")
+
+    def at(self, point: Point) -> int:
+        return self.dim.at(point) * self.mul // self.div
+
+    def of(self, value: int) -> int:
+        return value * self.mul // self.div
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"derived": self.dim.to_dict(), "mul": self.mul, "div": self.div}
+
+
+#: A shape entry: a fixed size, a Dim, a Derived axis, or (outputs only) the *name* of an axis that ONNX
+#: should keep symbolic without a range of its own (e.g. ``"height_div8"`` for an encoder's feature map).
+Axis = int | Dim | Derived | str
 
 
 @dataclass(frozen=True)
@@ -97,12 +133,12 @@ class TensorSpec:
 
     @property
     def dims(self) -> tuple[Dim, ...]:
-        return tuple(a for a in self.shape if isinstance(a, Dim))
+        return tuple(a.dim if isinstance(a, Derived) else a for a in self.shape if isinstance(a, Dim | Derived))
 
     def at(self, point: Point) -> tuple[int, ...]:
         out = []
         for a in self.shape:
-            if isinstance(a, Dim):
+            if isinstance(a, Dim | Derived):
                 out.append(a.at(point))
             elif isinstance(a, int):
                 out.append(a)
@@ -114,7 +150,7 @@ class TensorSpec:
         return {
             "name": self.name,
             "dtype": self.dtype,
-            "shape": [a.to_dict() if isinstance(a, Dim) else a for a in self.shape],
+            "shape": [a.to_dict() if isinstance(a, Dim | Derived) else a for a in self.shape],
             "value_range": list(self.value_range) if self.value_range else None,
         }
 
@@ -207,7 +243,7 @@ class GraphSpec:
         axes: dict[str, dict[int, str]] = {}
         for t in self.inputs + self.outputs:
             entry = {
-                i: (a.name if isinstance(a, Dim) else a) for i, a in enumerate(t.shape) if isinstance(a, Dim | str)
+                i: (a if isinstance(a, str) else a.name) for i, a in enumerate(t.shape) if isinstance(a, Dim | Derived | str)
             }
             if entry:
                 axes[t.name] = entry
@@ -250,6 +286,9 @@ class GraphSpec:
             for i, (a, v) in enumerate(zip(t.shape, shape, strict=True)):
                 if isinstance(a, int) and a != v:
                     raise SpecError(f"graph {self.name}: input {t.name} axis {i} is {v}, expected {a}")
+                if isinstance(a, Derived):
+                    if bound.get(a.dim.name) is not None and a.of(bound[a.dim.name]) != v:
+                        raise SpecError(f"graph {self.name}: input {t.name} axis {i} is {v}, expected {a.name}={a.of(bound[a.dim.name])}")
                 if isinstance(a, Dim):
                     if not a.accepts(v):
                         raise SpecError(
@@ -270,8 +309,15 @@ class GraphSpec:
         for name, ov in overrides.items():
             new[name] = ov if isinstance(ov, Dim) else self.dims[name].replace(**dict(ov))
 
+        def fix_axis(a: Axis) -> Axis:
+            if isinstance(a, Dim):
+                return new.get(a.name, a)
+            if isinstance(a, Derived) and a.dim.name in new:
+                return Derived(new[a.dim.name], a.mul, a.div)
+            return a
+
         def fix(t: TensorSpec) -> TensorSpec:
-            return dataclasses.replace(t, shape=tuple(new.get(a.name, a) if isinstance(a, Dim) else a for a in t.shape))
+            return dataclasses.replace(t, shape=tuple(fix_axis(a) for a in t.shape))
 
         return dataclasses.replace(
             self, inputs=tuple(fix(t) for t in self.inputs), outputs=tuple(fix(t) for t in self.outputs)
@@ -285,6 +331,8 @@ class GraphSpec:
         """Rebuild a (module-less) spec from :meth:`to_dict` output, e.g. from a manifest."""
 
         def axis(a: Any) -> Axis:
+            if isinstance(a, Mapping) and "derived" in a:
+                return Derived(Dim(**a["derived"]), a["mul"], a["div"])
             return Dim(**a) if isinstance(a, Mapping) else a
 
         def tensor(t: Mapping[str, Any]) -> TensorSpec:

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..spec import Dim, GraphSpec
+from ..spec import Derived, Dim, GraphSpec
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +41,33 @@ def dynamic_shapes(spec: GraphSpec) -> dict[str, dict[int, Any]]:
     def tdim(d: Dim) -> Any:
         if d.name not in made:
             if d.multiple_of > 1:
-                made[d.name] = d.multiple_of * torch.export.Dim(
-                    f"{d.name}_q", min=d.min // d.multiple_of, max=d.max // d.multiple_of
+                q = made.setdefault(
+                    f"{d.name}_q_base", torch.export.Dim(f"{d.name}_q", min=d.min // d.multiple_of, max=d.max // d.multiple_of)
                 )
+                made[d.name] = d.multiple_of * q
             else:
                 made[d.name] = torch.export.Dim(d.name, min=d.min, max=d.max)
         return made[d.name]
 
+    def derived(a: Derived) -> Any:
+        # height = k * q  ->  height * mul / div = (k * mul / div) * q, exact because div | k
+        d = a.dim
+        base = tdim(d)
+        if d.multiple_of > 1:
+            q = made.setdefault(f"{d.name}_q_base", torch.export.Dim(f"{d.name}_q", min=d.min // d.multiple_of, max=d.max // d.multiple_of))
+            return (d.multiple_of * a.mul // a.div) * q
+        if a.div == 1:
+            return a.mul * base
+        raise ValueError(f"Derived axis {a.name} needs {d.name} to be a multiple of {a.div}")
+
     out: dict[str, dict[int, Any]] = {}
     for t in spec.inputs:
-        axes = {i: tdim(a) for i, a in enumerate(t.shape) if isinstance(a, Dim) and a.min != a.max}
+        axes = {}
+        for i, a in enumerate(t.shape):
+            if isinstance(a, Dim) and a.min != a.max:
+                axes[i] = tdim(a)
+            elif isinstance(a, Derived) and a.dim.min != a.dim.max:
+                axes[i] = derived(a)
         out[t.name] = axes or None  # type: ignore[assignment]
     return out
 

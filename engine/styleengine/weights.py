@@ -83,7 +83,7 @@ def safe_torch_load(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - UnpicklingError, RuntimeError, ...
+    except Exception as exc:  # noqa: BLE001 - UnpicklingError for pickled modules, RuntimeError for junk
         raise ValueError(
             f"{path}: cannot be read as plain tensors with torch.load(weights_only=True) ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0]}). styleengine never unpickles code; convert the checkpoint to a state dict first."
@@ -91,6 +91,33 @@ def safe_torch_load(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a state dict, found {type(obj).__name__}")
     return obj
+
+
+def read_state_dict(path_or_state: Any) -> dict[str, Any]:
+    """A flat ``{name: tensor}`` dict from a mapping, a ``.safetensors`` file, or a legacy ``.pth``/``.ckpt``.
+
+    Legacy files go through :func:`safe_torch_load`.  Raises ``ValueError`` when the content is not a
+    flat mapping of names to tensors (reference importers that accept wrapped checkpoints unwrap first).
+    """
+    import torch
+
+    if isinstance(path_or_state, dict):
+        state, source = dict(path_or_state), "state dict"
+    else:
+        path = Path(path_or_state)
+        source = str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = dict(safe_torch_load(path))
+    bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(f"{source}: not a flat state dict of tensors; offending entries: {bad[:8]}")
+    return state
 
 
 def sha256_path(path: str | os.PathLike[str]) -> str:

@@ -29,6 +29,8 @@ from typing import IO, Any
 import torch
 from torch import nn
 
+from ..weights import safe_torch_load
+
 __all__ = [
     "CheckpointMismatchError",
     "describe_architecture",
@@ -77,7 +79,7 @@ def load_reference_state_dict(path: str | os.PathLike[str] | IO[bytes]) -> dict[
     one of :data:`WRAPPER_KEYS`); ``torch.load`` itself refuses pickled objects other than tensors and
     plain containers.
     """
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = torch.load(path, map_location="cpu", weights_only=True) if not isinstance(path, str | os.PathLike) else safe_torch_load(path)
     if not _is_tensor_mapping(obj):
         inner = None
         if isinstance(obj, Mapping):

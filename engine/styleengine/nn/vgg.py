@@ -31,6 +31,8 @@ from typing import Union
 import torch
 from torch import nn
 
+from ..weights import read_state_dict  # re-exported: the one reader of state-dict files
+
 __all__ = [
     "VGG_MEAN",
     "VGG_STD",
@@ -245,43 +247,6 @@ def _short(keys: Sequence[str], n: int = 8) -> str:
     keys = sorted(keys, key=_natural_key)
     more = f", ... ({len(keys) - n} more)" if len(keys) > n else ""
     return "[" + ", ".join(keys[:n]) + more + "]"
-
-
-def read_state_dict(path_or_state: PathOrState) -> dict[str, torch.Tensor]:
-    """A state dict from a mapping, a ``.safetensors`` file, or a legacy ``.pth``/``.pt``/``.ckpt`` file.
-
-    Legacy files go through ``torch.load(weights_only=True, map_location="cpu")``: pickled modules and
-    arbitrary objects are refused.  Raises ``ValueError`` when the content is not a flat mapping of
-    names to tensors.
-    """
-    if isinstance(path_or_state, Mapping):
-        state, source = dict(path_or_state), "state dict"
-    else:
-        path = Path(path_or_state)
-        source = str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file not found: {path}")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # UnpicklingError for pickled modules, RuntimeError for non-zip junk
-                raise ValueError(
-                    f"{path}: cannot be read with torch.load(weights_only=True) -- only plain state dicts of "
-                    f"tensors are accepted, never pickled modules ({type(e).__name__}: {e})"
-                ) from e
-            if not isinstance(state, Mapping):
-                raise ValueError(f"{path}: expected a state dict (names -> tensors), found {type(state).__name__}")
-            state = dict(state)
-    bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(
-            f"{source}: not a flat state dict of tensors; offending entries: {_short([str(k) for k in bad])}"
-        )
-    return state
 
 
 def load_state_dict_checked(module: nn.Module, state: StateDict, *, ignore: Iterable[str] = (),

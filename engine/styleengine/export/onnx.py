@@ -26,10 +26,31 @@ from ..spec import Derived, Dim, GraphSpec
 log = logging.getLogger(__name__)
 
 
+def trace_shapes(spec: GraphSpec) -> dict[str, tuple[int, ...]]:
+    """Input shapes to trace at: the opt point, moved up where a dynamic axis would be traced at 1.
+
+    ``torch.export`` specialises any dimension whose example value is 1 (and, for a multiple-of Dim,
+    whose quotient is 1); tracing at 2 × multiple keeps it symbolic without tracing at the (possibly
+    huge) max shape.
+    """
+    sizes: dict[str, int] = {}
+    for name, d in spec.dims.items():
+        v = d.opt
+        if d.min != d.max and v // d.multiple_of < 2 and d.max // d.multiple_of >= 2:
+            v = 2 * d.multiple_of
+        sizes[name] = v
+    shapes = {}
+    for t in spec.inputs:
+        shapes[t.name] = tuple(
+            sizes[a.name] if isinstance(a, Dim) else a.of(sizes[a.dim.name]) if isinstance(a, Derived) else a for a in t.shape
+        )
+    return shapes
+
+
 def _example_kwargs(spec: GraphSpec, seed: int) -> dict[str, Any]:
     import torch
 
-    return {k: torch.from_numpy(v) for k, v in spec.example_inputs("opt", seed=seed).items()}
+    return {k: torch.from_numpy(v) for k, v in spec.example_inputs(trace_shapes(spec), seed=seed).items()}
 
 
 def dynamic_shapes(spec: GraphSpec) -> dict[str, dict[int, Any]]:

@@ -24,6 +24,9 @@ class Pretrained:
     #: Model config the weights need (e.g. {"netG": "unet_256", "norm": "batch"}).
     model_config: dict[str, Any] | None = None
     filename: str | None = None
+    #: Further files the weights need (e.g. AdaIN's decoder and its VGG encoder).  When given, every file
+    #: is downloaded into one folder (``downloads/STYLE/NAME/``) and the importer gets that folder.
+    companions: tuple[Pretrained, ...] = ()
 
 
 def pull_weights(cls: Any, which: str | None, *, out: Path | None = None, say: Callable[[str], None] = print) -> Path:
@@ -37,7 +40,14 @@ def pull_weights(cls: Any, which: str | None, *, out: Path | None = None, say: C
     if which not in table:
         raise ValueError(f"style {cls.name} has no published weights {which!r}; available: {', '.join(sorted(table))}")
     item = table[which]
-    if item.url.startswith("hf://"):
+    if item.companions:
+        raw = cache_dir() / "downloads" / cls.name / which
+        for part in (item, *item.companions):
+            dest = raw / (part.filename or part.url.rsplit("/", 1)[-1])
+            if not dest.is_file():
+                say(f"downloading {part.url}")
+                download_checked(part.url, dest, part.sha256)
+    elif item.url.startswith("hf://"):
         say(f"fetching {item.url}")
         raw = resolve(item.url)
     else:

@@ -10,11 +10,6 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# The InstructPix2Pix plugin's pipeline module is exercised here too (it is the diffusion core's
-# first user); make it importable whether or not the plugin distribution is installed.
-_IP2P_SRC = Path(__file__).resolve().parents[2] / "plugins" / "instruct_pix2pix" / "src"
-if _IP2P_SRC.is_dir() and str(_IP2P_SRC) not in sys.path:
-    sys.path.insert(0, str(_IP2P_SRC))
 # diffusion_support.py (helpers) next to this file.
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))

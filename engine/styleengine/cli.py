@@ -191,10 +191,12 @@ def plugins(ctx: click.Context, as_json: bool, check: bool) -> None:
 @click.option("--no-validate", is_flag=True, help="Skip the onnxruntime parity check (not recommended).")
 @click.option("--model-set", "model_sets", multiple=True, metavar="KEY=VALUE", help="Model config override (random weights).")
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), help="TensorRT timing cache file.")
+@click.option("--bento-model", is_flag=True, help="Also store the artifacts (and weights) in the BentoML model store as styleengine-STYLE-VARIANT.")
 @click.pass_context
 def export(ctx: click.Context, style_name: str, do_onnx: bool, trt: bool, precision: str | None, profile_path: Path | None,
            out: Path | None, variant: str | None, weights: str | None, allow_random_weights: bool, exporter: str | None,
-           graphs: tuple[str, ...], no_validate: bool, model_sets: tuple[str, ...], timing_cache: Path | None) -> None:
+           graphs: tuple[str, ...], no_validate: bool, model_sets: tuple[str, ...], timing_cache: Path | None,
+           bento_model: bool) -> None:
     """Export STYLE's graphs to ONNX, validate them against torch, and optionally build TensorRT engines.
 
     Writes ONNX files and manifest.json (versions, sha256s, dims, tolerances, measured parity) to
@@ -229,9 +231,21 @@ def export(ctx: click.Context, style_name: str, do_onnx: bool, trt: bool, precis
         click.echo("equivalent trtexec command(s):", err=True)
         for cmd in exc.result.trtexec:
             click.echo(f"  {cmd}", err=True)
+        if bento_model:  # the validated ONNX is worth storing: a TensorRT runner builds its engines at start-up
+            _say(ctx, f"stored BentoML model {_store_bento_model(style, exc.result.out_dir)}")
         sys.exit(EXIT_TRT_MISSING)
     _say(ctx, f"done in {time.perf_counter() - t0:.1f}s: {result.manifest_path}")
+    if bento_model:
+        _say(ctx, f"stored BentoML model {_store_bento_model(style, result.out_dir)}")
     click.echo(str(result.out_dir))
+
+
+def _store_bento_model(style: Any, out_dir: Path) -> str:
+    try:
+        from .serving.bento import save_model
+    except ImportError as exc:
+        raise UserError(f"--bento-model needs BentoML: pip install 'styleengine[serving]' ({exc})") from exc
+    return save_model(style, out_dir)
 
 
 @cli.command()
@@ -299,10 +313,12 @@ def spec_dims(spec_dict: dict[str, Any]) -> dict[str, Any]:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True)
+@click.option("--model-set", "model_sets", multiple=True, metavar="KEY=VALUE", help="Model config override (e.g. where a diffusion style's components come from).")
 @click.pass_context
 def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir: Path, runtime: str, graph_runtimes: tuple[str, ...],
           artifacts: Path | None, weights: str | None, allow_random_weights: bool, variant: str | None, extra_images: tuple[str, ...],
-          texts: tuple[str, ...], sets: tuple[str, ...], seed: int | None, device: str, precision: str, fmt: str) -> None:
+          texts: tuple[str, ...], sets: tuple[str, ...], seed: int | None, device: str, precision: str, fmt: str,
+          model_sets: tuple[str, ...] = ()) -> None:
     """Stylise INPUT images with STYLE; writes one image per input to --out."""
     from .data import read_image, save_image
     from .runtime.base import SessionOptions
@@ -310,7 +326,7 @@ def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir
     from .style import StyleRequest
 
     engine = _engine(ctx)
-    style = _load_style(engine, style_name, weights, variant, allow_random_weights)
+    style = _load_style(engine, style_name, weights, variant, allow_random_weights, _parse_sets(model_sets))
     if not inputs:
         raise UserError("give at least one input image")
     cfg = _config(style.Config, _parse_sets(sets), f"{style.name} parameters")
@@ -426,6 +442,230 @@ def pull(ctx: click.Context, ref: str, out: Path | None) -> None:
     cls = engine.style_class(name)
     path = pull_weights(cls, which or None, out=out, say=lambda m: _say(ctx, m))
     click.echo(str(path))
+
+
+# -- bench -----------------------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("style_name", metavar="STYLE")
+@click.option("--runtime", "runtimes", default="torch", show_default=True, help="Comma-separated runtimes (torch,onnxruntime,tensorrt); unavailable ones are reported with the reason.")
+@click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes (requests per style_infer call).")
+@click.option("--size", "sizes", default="256", show_default=True, help="Comma-separated square image sides.")
+@click.option("--precision", "precisions", default="fp32", show_default=True, help="Comma-separated: fp32,fp16,bf16.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed calls per config.")
+@click.option("--iters", type=click.IntRange(min=1), default=None, help="Timed calls per config [20]; with --seconds, a cap.")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None, help="Time budget per config instead of a count.")
+@click.option("--min-iters", type=click.IntRange(min=1), default=3, show_default=True, help="Least timed calls under --seconds.")
+@click.option("--weights", help="Weights: a checkpoint path or hf://org/repo@rev.")
+@click.option("--allow-random-weights", is_flag=True, help="Benchmark random weights (latency does not depend on them).")
+@click.option("--variant", help="Style variant.")
+@click.option("--model-set", "model_sets", multiple=True, metavar="KEY=VALUE", help="Model config override (random weights).")
+@click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), help="Exported artifacts [exported into the cache, dims widened to the request].")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Style parameter (see the style's Config); KEY={size}: the image size.")
+@click.option("--text", "texts", multiple=True, metavar="FIELD=TEXT", help="Text field value (prompts, instructions).")
+@click.option("--graphs-only", is_flag=True, help="Time each graph alone (on the inputs the pipeline feeds it), not the pipeline.")
+@click.option("--graphs", "with_graphs", is_flag=True, help="Time the pipeline and each graph alone.")
+@click.option("--vary-inputs", is_flag=True, help="New images every call (caches keyed on inputs stay cold).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads for torch and onnxruntime.")
+@click.option("--no-baseline", is_flag=True, help="Do not add torch eager as the baseline runtime.")
+@click.option("--http", "http_url", metavar="URL", help="Load a running service (engine serve) instead of running in-process.")
+@click.option("--concurrency", default="1,4,16", show_default=True, help="--http: comma-separated concurrency levels.")
+@click.option("--requests", "n_requests", type=click.IntRange(min=1), help="--http: requests per level [max(32, 4 x concurrency)].")
+@click.option("--endpoint", default="/stylize.json", show_default=True, help="--http: the endpoint to post to.")
+@click.option("--compare", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="--http: an in-process JSON report to compare with.")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True, help="--http: request timeout (s).")
+@click.option("--ready-timeout", type=click.FloatRange(min=0), default=60.0, show_default=True, help="--http: wait this long for /readyz.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write JSON, Markdown and PNG plots into this folder.")
+@click.option("--name", help="File name stem under --out [inprocess, or http].")
+@click.pass_context
+def bench(ctx: click.Context, style_name: str, runtimes: str, batches: str, sizes: str, precisions: str, device: str, warmup: int,
+          iters: int | None, seconds: float | None, min_iters: int, weights: str | None, allow_random_weights: bool, variant: str | None,
+          model_sets: tuple[str, ...], artifacts: Path | None, sets: tuple[str, ...], texts: tuple[str, ...], graphs_only: bool,
+          with_graphs: bool, vary_inputs: bool, threads: int | None, no_baseline: bool, http_url: str | None, concurrency: str,
+          n_requests: int | None, endpoint: str, compare: Path | None, timeout: float, ready_timeout: float, as_json: bool,
+          out: Path | None, name: str | None) -> None:
+    """Measure STYLE's latency and throughput: in-process per runtime x batch x size, or over HTTP (--http).
+
+    Reports p50/p90/p99, mean ± stdev, images/s, peak memory and, for every runtime, its speed as a
+    ratio to torch eager measured in the same run.  See benchmarks/README.md.
+    """
+    from .bench.command import PRECISIONS, emit, parse_ints, parse_names, parse_params
+
+    engine = _engine(ctx)
+    text_values = dict(t.partition("=")[::2] for t in texts)
+    try:
+        if http_url:
+            from .bench.httpload import HttpConfig, run_http
+
+            size = parse_ints(sizes, "size")
+            if len(size) > 1:
+                raise ValueError("--http takes one --size")
+            hcfg = HttpConfig(url=http_url, style=engine.style_class(style_name).name, concurrency=parse_ints(concurrency, "concurrency"),
+                              requests=n_requests, warmup=warmup, size=size[0], params=parse_params(sets, _parse_sets), texts=text_values,
+                              endpoint=endpoint, timeout=timeout, ready_timeout=ready_timeout, compare=compare,
+                              runtime=None if runtimes == "torch" else runtimes)
+            report = run_http(engine, hcfg, say=lambda m: _say(ctx, m))
+        else:
+            from .bench.inprocess import BenchConfig, run_inprocess
+
+            bcfg = BenchConfig(
+                style=style_name, runtimes=parse_names(runtimes, "runtime"), batches=parse_ints(batches, "batch"), sizes=parse_ints(sizes, "size"),
+                precisions=parse_names(precisions, "precision", PRECISIONS), device=device, warmup=warmup,
+                iters=iters if iters or seconds else 20, seconds=seconds, min_iters=min_iters, weights=weights,
+                allow_random_weights=allow_random_weights, variant=variant, model_sets=_parse_sets(model_sets), params=parse_params(sets, _parse_sets),
+                texts=text_values, artifacts=artifacts, mode="graphs" if graphs_only else "both" if with_graphs else "pipeline",
+                vary_inputs=vary_inputs, threads=threads, baseline=not no_baseline,
+            )
+            report = run_inprocess(engine, bcfg, say=lambda m: _say(ctx, m))
+    except RuntimeError as exc:  # e.g. the service never became ready
+        raise UserError(str(exc)) from exc
+    emit(report, as_json=as_json, out=out, name=name, echo=click.echo, say=lambda m: _say(ctx, m))
+
+
+# -- serve / bento -----------------------------------------------------------------------------------------
+SERVE_OPTIONS = [
+    click.option("--runtime", default="torch", show_default=True, help="torch, onnxruntime or tensorrt."),
+    click.option("--model", "model_tag", help="BentoML model tag with the exported artifacts (engine export --bento-model)."),
+    click.option("--artifacts", type=click.Path(file_okay=False, path_type=Path), help="Exported artifact folder instead of a model tag."),
+    click.option("--weights", help="Weights for the torch runtime (path or hf://org/repo@rev)."),
+    click.option("--variant", help="Style variant."),
+    click.option("--allow-random-weights", is_flag=True, help="Serve random weights (tests, latency work)."),
+    click.option("--device", default=None, help="cpu or cuda[:N] [cpu]."),
+    click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None),
+    click.option("--max-batch-size", type=click.IntRange(1, 256), default=None, help="Most requests per runner call [8]."),
+    click.option("--max-latency-ms", type=click.IntRange(1, 600_000), default=None, help="Batching window / queue budget [2000]."),
+    click.option("--max-concurrency", type=click.IntRange(1), default=None, help="Requests in flight; more get 429 [32]."),
+    click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=None, help="Request timeout in seconds; 504 [60]."),
+    click.option("--arg", "extra_args", multiple=True, metavar="KEY=VALUE", help="Any other service argument (styleengine.serving.args.ServeArgs)."),
+]
+
+
+def _serve_options(f: Any) -> Any:
+    for opt in reversed(SERVE_OPTIONS):
+        f = opt(f)
+    return f
+
+
+def _serve_args(ctx: click.Context, style_name: str, runtime: str, model_tag: str | None, artifacts: Path | None, weights: str | None,
+                variant: str | None, allow_random_weights: bool, device: str | None, precision: str | None, max_batch_size: int | None,
+                max_latency_ms: int | None, max_concurrency: int | None, timeout_s: float | None, extra_args: tuple[str, ...]) -> Any:
+    """Validated ServeArgs (the style and runtime resolved, default artifacts found) or a one-line UserError."""
+    from pydantic import ValidationError
+
+    from .serving.args import ServeArgs
+
+    engine = _engine(ctx)
+    cls = engine.style_class(style_name)
+    rt = engine.runtimes.resolve(runtime)
+    values: dict[str, Any] = {
+        "style": cls.name, "runtime": rt, "model": model_tag, "artifacts": str(artifacts.resolve()) if artifacts else None,
+        "weights": weights, "variant": variant, "allow_random_weights": allow_random_weights or None, "device": device,
+        "precision": precision, "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms,
+        "max_concurrency": max_concurrency, "timeout_s": timeout_s,
+        "plugins": ",".join(ctx.find_root().obj.get("plugins") or []) or None,
+    }
+    for item in extra_args:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--arg expects KEY=VALUE, got {item!r}")
+        values[key.strip().replace("-", "_")] = raw
+    values = {k: v for k, v in values.items() if v is not None}
+    if engine.runtime_class(rt).needs != "module" and not values.get("model") and not values.get("artifacts"):
+        default = Path("export/artifacts") / cls.name / (variant or cls.variants[0])
+        if not (default / "manifest.json").is_file():
+            raise UserError(
+                f"runtime {rt} serves exported artifacts: run `engine export {cls.name} --bento-model` and pass "
+                f"--model styleengine-{cls.name}-{variant or cls.variants[0]}, or pass --artifacts DIR"
+            )
+        values["artifacts"] = str(default.resolve())
+    try:
+        return ServeArgs(**values)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"invalid serving arguments: {problems}") from exc
+
+
+@cli.command()
+@click.argument("style_name", metavar="STYLE")
+@_serve_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind. Loopback unless asked: use 0.0.0.0 to expose it.")
+@click.option("--port", type=click.IntRange(0, 65535), default=3000, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Print the bentoml command instead of running it.")
+@click.pass_context
+def serve(ctx: click.Context, style_name: str, host: str, port: int, dry_run: bool, **options: Any) -> None:
+    """Serve STYLE over HTTP with BentoML: POST /stylize, the playground at /ui, /readyz, /metrics.
+
+    Runs `bentoml serve styleengine.serving.service:StyleAPI` with the arguments checked here first.
+    """
+    import os
+    import signal
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    args = _serve_args(ctx, style_name, **options)
+    env = {**os.environ, "BENTOML_DO_NOT_TRACK": os.environ.get("BENTOML_DO_NOT_TRACK", "True")}
+    with tempfile.TemporaryDirectory(prefix="styleengine-serve-") as tmp:
+        arg_file = Path(tmp) / "args.yaml"  # a file, not --arg k=v: BentoML splits those on commas
+        arg_file.write_text(yaml.safe_dump(args.as_bento_args()))
+        cmd = [sys.executable, "-m", "bentoml", "serve", "styleengine.serving.service:StyleAPI", "--host", host, "--port", str(port),
+               "--arg-file", str(arg_file)]
+        if dry_run:
+            click.echo(" ".join(cmd[:-2] + args.as_cli_args()))
+            return
+        _say(ctx, f"serving {args.style} on {args.runtime} at http://{host}:{port} (playground: /ui)")
+        proc = subprocess.Popen(cmd, env=env)
+        forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, forward)
+        rc = proc.wait()
+    sys.exit(rc if rc >= 0 else 128 - rc)
+
+
+@cli.group()
+def bento() -> None:
+    """Bentos: package a style and its exported model for deployment."""
+
+
+@bento.command("build")
+@click.argument("style_name", metavar="STYLE")
+@_serve_options
+@click.option("--version", "bento_version", help="Bento version [generated].")
+@click.option("--no-wheels", is_flag=True, help="Do not bundle wheels of styleengine and the style (local serving only).")
+@click.pass_context
+def bento_build(ctx: click.Context, style_name: str, bento_version: str | None, no_wheels: bool, **options: Any) -> None:
+    """Build a Bento serving STYLE on --runtime; prints its tag (then: bentoml serve TAG).
+
+    Runtimes that serve exported artifacts use --model TAG; without it the style is exported now
+    (ONNX, validated) and stored as styleengine-STYLE-VARIANT.  TensorRT engines are built or checked
+    on the serving GPU at start-up.
+    """
+    from .export.options import ExportOptions
+    from .serving.bento import build_bento, save_model
+
+    engine = _engine(ctx)
+    cls = engine.style_class(style_name)
+    rt = engine.runtimes.resolve(options["runtime"])
+    if engine.runtime_class(rt).needs != "module" and not options["model_tag"]:
+        if options["artifacts"]:
+            out_dir = options["artifacts"]
+            style = _load_style(engine, cls.name, options["weights"], options["variant"], options["allow_random_weights"])
+        else:
+            style = _load_style(engine, cls.name, options["weights"], options["variant"], options["allow_random_weights"])
+            import tempfile
+
+            out_dir = Path(tempfile.mkdtemp(prefix="styleengine-export-")) / cls.name
+            _say(ctx, f"exporting {cls.name} ({style.variant}) to ONNX")
+            engine.hook.style_export(style=style, options=ExportOptions(out_dir=out_dir, extra={"progress": lambda m: _say(ctx, m)}))
+        options["model_tag"] = save_model(style, out_dir)
+        options["artifacts"] = None
+        _say(ctx, f"stored BentoML model {options['model_tag']}")
+    args = _serve_args(ctx, style_name, **options)
+    tag = build_bento(args, style_distribution=engine.styles.get(cls.name).distribution, version=bento_version, wheels=not no_wheels)
+    _say(ctx, f"built Bento {tag}: run it with `bentoml serve {tag}`")
+    click.echo(tag)
 
 
 # -- entry point -------------------------------------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""Cooperative cancellation for long-running inference: request timeouts, clients gone, shutdown.
+
+A pipeline cannot be interrupted from outside a thread, so work stops where the pipeline checks.  The
+server runs every batch group under a :class:`CancelToken` held in a context variable (so
+``Style.infer``'s signature stays as it is) and checks it itself between batch groups; a style whose
+``infer`` loops (diffusion steps, optimisation iterations, tiles) checks it between steps::
+
+    from styleengine import cancel
+
+    for step in range(steps):
+        cancel.check()                      # raises cancel.Cancelled once the request's deadline passed
+        ...
+
+    # or hand the diffusion loop a callback: it stops when the callback returns False
+    latents = denoise(..., callback=cancel.step_callback())
+
+Outside a token (the CLI, tests, notebooks) every function here is a no-op, so styles can call them
+unconditionally.  Deadlines are ``time.monotonic()`` values of the process that runs the style.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+__all__ = ["CancelToken", "Cancelled", "check", "current", "is_cancelled", "step_callback", "use_token"]
+
+
+class Cancelled(Exception):
+    """The work was cancelled (deadline passed, request abandoned, server stopping)."""
+
+    def __init__(self, reason: str = "cancelled") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CancelToken:
+    """Cancelled explicitly (:meth:`cancel`, from any thread) or implicitly once ``deadline`` passes."""
+
+    def __init__(self, deadline: float | None = None, *, reason: str = "deadline exceeded") -> None:
+        self.deadline = deadline
+        self._deadline_reason = reason
+        self._event = threading.Event()
+        self._reason = ""
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        if not self._event.is_set():
+            self._reason = reason
+            self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        if self._event.is_set():
+            return True
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.cancel(self._deadline_reason)
+            return True
+        return False
+
+    @property
+    def reason(self) -> str:
+        return self._reason
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise Cancelled(self._reason)
+
+
+_current: ContextVar[CancelToken | None] = ContextVar("styleengine_cancel_token", default=None)
+
+
+@contextlib.contextmanager
+def use_token(token: CancelToken | None) -> Iterator[CancelToken | None]:
+    """Make ``token`` the current one for the code run inside (this thread / task only)."""
+    reset = _current.set(token)
+    try:
+        yield token
+    finally:
+        _current.reset(reset)
+
+
+def current() -> CancelToken | None:
+    return _current.get()
+
+
+def is_cancelled() -> bool:
+    token = _current.get()
+    return token is not None and token.cancelled
+
+
+def check() -> None:
+    """Raise :class:`Cancelled` if the current work was cancelled; a no-op outside a token."""
+    token = _current.get()
+    if token is not None:
+        token.check()
+
+
+def step_callback() -> Callable[..., bool]:
+    """A ``callback(step, total, latents) -> bool`` for step loops (``styleengine.diffusion.loop``):
+    returns False, which stops the loop, once the current token is cancelled."""
+    token = _current.get()
+
+    def callback(*_: Any) -> bool:
+        return token is None or not token.cancelled
+
+    return callback

@@ -1,0 +1,424 @@
+"""The runner's work, independent of BentoML: load the style and its sessions, warm up, run batches.
+
+``RunnerCore`` is what the batchable runner service (``styleengine.serving.service.StyleRunner``)
+delegates to; tests drive it in-process too.
+
+Start-up (on a background thread, so ``/livez`` answers at once and ``/readyz`` waits):
+
+1. optional ``warmup_delay_s`` (readiness tests);
+2. for TensorRT: every engine in the artifacts is checked against this GPU and TensorRT version
+   (``check_engine_record``); missing or mismatched engines are **built** from the ONNX into a cache folder
+   (the model store may be read-only), through the ``build_engine`` hook and its engine cache, so the
+   first deployment on a new GPU builds once and later starts are cache hits;
+3. sessions open (the manifest is checked: style, variant, weights);
+4. **warm-up**: ``style_infer`` runs once at every batch bucket (see :mod:`.batching`) on synthetic
+   requests at the graphs' optimal size.  A bucket that fails is dropped (logged) and larger ones with it,
+   so the runner never forms a batch its graphs cannot take; if batch size 1 fails, start-up fails and
+   ``/livez`` turns unhealthy.
+
+A batch: items are grouped and split into bucket-sized chunks; each chunk runs under a
+:class:`~styleengine.cancel.CancelToken` whose deadline is the latest deadline of its requests, so a
+chunk whose requests all timed out stops at the pipeline's next check.  Before a chunk starts, requests
+already past their deadline get 504 and requests that waited longer than ``max_latency_ms`` get 503:
+neither costs inference time.  Errors are per chunk and never leak internals: bad sizes are 422,
+cancellation 504, anything else 500 with the traceback in the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .. import cancel
+from ..data import from_uint8, to_uint8
+from ..spec import GraphSpec
+from .args import ServeArgs
+from .batching import bucket_sizes, group_key, plan_chunks
+
+log = logging.getLogger("styleengine.serving")
+
+ARTIFACTS_DIR = "artifacts"
+WEIGHTS_DIR = "weights"
+
+
+class RunnerItem(BaseModel):
+    """One request as the API service hands it to the runner (pickled between the two processes)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+    id: str
+    images: dict[str, Any]  # field -> HxWx3 uint8/float32 array, or a list of them
+    texts: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+    sent_at: float  # time.time() when the API sent it
+    deadline: float | None = None  # time.time() after which nobody waits for the result
+
+
+class RunnerOutput(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+    id: str
+    status: int = 200
+    error: str | None = None
+    detail: str | None = None
+    image: Any = None  # HxWx3 uint8
+    seed: int | None = None
+    batch_size: int = 0  # requests in the style_infer call this one ran in
+    dispatch_size: int = 0  # requests in the runner call (what BentoML's batcher formed)
+    queue_ms: float = 0.0  # from the API sending it to its chunk starting
+    inference_ms: float = 0.0
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+def graph_batch_max(specs: list[GraphSpec]) -> int | None:
+    """The smallest batch-dim maximum over the graphs (None when no graph has a batch dim)."""
+    maxima = [s.dims[s.batch_dim].max for s in specs if s.batch_dim and s.batch_dim in s.dims]
+    return min(maxima) if maxima else None
+
+
+def warm_size(style: Any, specs: list[GraphSpec]) -> tuple[int, int]:
+    """The image size warm-up uses: the graphs' optimal height/width when they declare them."""
+    h = w = 64
+    for s in specs:
+        dims = s.dims
+        if "height" in dims and "width" in dims:
+            h, w = dims["height"].opt, dims["width"].opt
+            break
+    c = style.inputs
+    h = min(max(h, c.min_side), c.max_side)
+    w = min(max(w, c.min_side), c.max_side)
+    return h, w
+
+
+class RunnerCore:
+    def __init__(self, args: ServeArgs, model_dir: str | Path | None = None, engine: Any = None, metrics: Any = None) -> None:
+        from ..plugins import get_engine
+
+        self.args = args
+        self.engine = engine or get_engine(extra_plugins=[p for p in args.plugins.split(",") if p.strip()])
+        self.model_dir = Path(model_dir) if model_dir else None
+        self.metrics = metrics
+        self.state = "starting"
+        self.error: str | None = None
+        self.sessions: dict[str, Any] | None = None
+        self.buckets: tuple[int, ...] = (1,)
+        self.runtime = self.engine.runtimes.resolve(args.runtime)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.style = self._load_style()
+
+    # -- start-up ------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @property
+    def failed(self) -> bool:
+        return self.state == "failed"
+
+    def artifacts_dir(self) -> Path | None:
+        if self.args.artifacts:
+            return Path(self.args.artifacts)
+        if self.model_dir is not None:
+            sub = self.model_dir / ARTIFACTS_DIR
+            return sub if sub.is_dir() else self.model_dir
+        return None
+
+    def _load_style(self) -> Any:
+        from ..export.manifest import Manifest
+
+        cls = self.engine.style_class(self.args.style)
+        art = self.artifacts_dir()
+        manifest = Manifest.load(art) if art is not None and (art / "manifest.json").is_file() else None
+        model_config = manifest.model_config_ if manifest else None
+        variant = self.args.variant or (manifest.variant if manifest else None)
+        style = cls(model_config or None, variant=variant)
+        self.manifest = manifest
+        needs_artifacts = self.engine.runtime_class(self.runtime).needs != "module"
+        weights = self.args.weights
+        if weights is None and self.model_dir is not None and (self.model_dir / WEIGHTS_DIR).is_dir():
+            weights = str(self.model_dir / WEIGHTS_DIR)
+        if weights and (not needs_artifacts or self.args.weights):
+            # torch runs the style's modules, which need the weights; ONNX / TensorRT sessions do not (an
+            # explicit --weights is still loaded there, so the manifest's weights hash is checked against it).
+            from ..weights import resolve
+
+            style.load_weights(resolve(weights))
+        if needs_artifacts:
+            if manifest is None:
+                raise StartupError(
+                    f"runtime {self.runtime} needs exported artifacts: run `engine export {cls.name} --bento-model` "
+                    "and serve with --model TAG, or pass --artifacts DIR"
+                )
+            if not manifest.weights and not self.args.allow_random_weights:
+                raise StartupError(
+                    f"the artifacts of {cls.name} were exported from random weights; pass allow_random_weights=true "
+                    "(tests, latency work) or export trained weights"
+                )
+        else:
+            style.require_weights(self.args.allow_random_weights)
+        return style
+
+    def start(self, background: bool = True) -> None:
+        if background:
+            self._thread = threading.Thread(target=self._startup, name="styleengine-startup", daemon=True)
+            self._thread.start()
+        else:
+            self._startup()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _startup(self) -> None:
+        try:
+            if self.args.warmup_delay_s and self._stop.wait(self.args.warmup_delay_s):
+                return
+            self.state = "loading"
+            self.sessions = self._open_sessions()
+            specs = self._specs()
+            self.buckets = bucket_sizes(self.args.max_batch_size, graph_batch_max(specs))
+            if self.args.warmup:
+                self.state = "warming"
+                self._warmup(specs)
+            self.state = "ready"
+            log.info("styleengine runner ready: %s on %s, batch buckets %s", self.style.name, self.runtime, list(self.buckets))
+        except Exception as exc:  # noqa: BLE001 - reported through /livez and the log
+            self.error = f"{type(exc).__name__}: {exc}"
+            self.state = "failed"
+            log.exception("styleengine runner failed to start")
+
+    def _specs(self) -> list[GraphSpec]:
+        if self.manifest is not None and self.engine.runtime_class(self.runtime).needs != "module":
+            return [GraphSpec.from_dict(r.spec) for r in self.manifest.graphs.values()]
+        return list(self.style.graphs())
+
+    def _open_sessions(self) -> dict[str, Any]:
+        from ..runtime.base import SessionOptions
+        from ..sessions import open_sessions
+
+        art = self.artifacts_dir()
+        if self.runtime == "tensorrt" and art is not None:
+            art = ensure_engines(self.engine, art, precision=self.args.precision)
+        device = self.args.device
+        if self.runtime == "tensorrt" and not device.startswith("cuda"):
+            device = "cuda"  # engines run on the GPU whatever the default device says
+        options = SessionOptions(device=device, precision=self.args.precision)
+        return open_sessions(self.engine, self.style, self.runtime, artifacts=art, options=options)
+
+    def _warmup(self, specs: list[GraphSpec]) -> None:
+        from ..style import StyleRequest
+
+        h, w = warm_size(self.style, specs)
+        rng = np.random.default_rng(0)
+        cfg = self.style.Config()
+        usable: list[int] = []
+        for b in self.buckets:
+            reqs = []
+            for i in range(b):
+                images: dict[str, Any] = {}
+                for f in self.style.inputs.images:
+                    img = rng.random((h, w, 3), dtype=np.float32)
+                    images[f.name] = [img] if f.multiple else img
+                texts = {t.name: "warm-up" for t in self.style.inputs.texts}
+                reqs.append(StyleRequest(images=images, texts=texts, seed=i, id=f"warmup-{b}-{i}"))
+            t0 = time.perf_counter()
+            try:
+                results = self.engine.hook.style_infer(style=self.style, sessions=self.sessions, batch=reqs, cfg=cfg)
+                if len(results) != b:
+                    raise RuntimeError(f"style_infer returned {len(results)} results for {b} requests")
+            except Exception as exc:
+                if b == 1:
+                    raise StartupError(f"warm-up failed at batch size 1: {type(exc).__name__}: {exc}") from exc
+                log.warning("warm-up at batch size %d failed (%s: %s); serving with batch sizes %s", b, type(exc).__name__, exc, usable)
+                break
+            usable.append(b)
+            log.info("warm-up: batch %d at %dx%d in %.0f ms", b, w, h, (time.perf_counter() - t0) * 1000)
+        self.buckets = tuple(usable)
+
+    # -- serving -------------------------------------------------------------------------------
+    def run_batch(self, items: list[RunnerItem]) -> list[RunnerOutput]:
+        from ..style import StyleRequest
+
+        n = len(items)
+        if not self.ready:
+            detail = "the runner is still warming up" if not self.failed else "the runner failed to start"
+            return [RunnerOutput(id=it.id, status=503, error="not_ready", detail=detail, dispatch_size=n) for it in items]
+        if self.metrics is not None:
+            self.metrics.observe_dispatch(n)
+        outputs: list[RunnerOutput | None] = [None] * n
+        keys = [group_key(it.images, it.params) for it in items]
+        max_wait = self.args.max_latency_ms / 1000.0
+        for chunk in plan_chunks(keys, self.buckets):
+            now = time.time()
+            live = []
+            for i in chunk:
+                it = items[i]
+                waited = now - it.sent_at
+                if it.deadline is not None and now >= it.deadline:
+                    outputs[i] = self._error(it, 504, "timeout", "the request timed out while queued", n, waited)
+                elif waited > max_wait:
+                    outputs[i] = self._error(
+                        it, 503, "overloaded",
+                        f"the request waited {waited * 1000:.0f} ms in the queue, over max_latency_ms={self.args.max_latency_ms}", n, waited,
+                    )
+                else:
+                    live.append(i)
+            if not live:
+                continue
+            deadlines = [items[i].deadline for i in live]
+            deadline = None if any(d is None for d in deadlines) else max(d for d in deadlines if d is not None)
+            mono_deadline = None if deadline is None else time.monotonic() + (deadline - time.time())
+            token = cancel.CancelToken(mono_deadline, reason="request timed out")
+            first = items[live[0]]
+            t0 = time.perf_counter()
+            status, code, detail, results = 200, None, None, None
+            try:
+                reqs = [
+                    StyleRequest(images=_as_float(items[i].images), texts=dict(items[i].texts), seed=items[i].seed, id=items[i].id)
+                    for i in live
+                ]
+                cfg = self.style.parse_config(first.params)
+                with cancel.use_token(token):
+                    token.check()
+                    results = self.engine.hook.style_infer(style=self.style, sessions=self.sessions, batch=reqs, cfg=cfg)
+                if results is None or len(results) != len(live):
+                    raise RuntimeError(f"style_infer returned {0 if results is None else len(results)} results for {len(live)} requests")
+            except Exception as exc:  # noqa: BLE001 - mapped to a status, never leaked
+                status, code, detail = self._classify(exc, token)
+            elapsed = time.perf_counter() - t0
+            if self.metrics is not None:
+                self.metrics.observe_chunk(len(live), elapsed, [now - items[i].sent_at for i in live], status)
+            for j, i in enumerate(live):
+                it = items[i]
+                common = dict(id=it.id, batch_size=len(live), dispatch_size=n, queue_ms=(now - it.sent_at) * 1000, inference_ms=elapsed * 1000)
+                if status != 200:
+                    outputs[i] = RunnerOutput(status=status, error=code, detail=detail, seed=it.seed, **common)
+                    continue
+                res = results[j]  # type: ignore[index]
+                outputs[i] = RunnerOutput(
+                    image=to_uint8(np.asarray(res.image)), seed=res.seed if res.seed is not None else it.seed,
+                    info=_json_safe(res.info), **common,
+                )
+        return [o if o is not None else RunnerOutput(id=items[k].id, status=500, error="internal", detail="no result") for k, o in enumerate(outputs)]
+
+    def _error(self, it: RunnerItem, status: int, code: str, detail: str, n: int, waited: float) -> RunnerOutput:
+        if self.metrics is not None:
+            self.metrics.observe_rejected(code)
+        return RunnerOutput(id=it.id, status=status, error=code, detail=detail, seed=it.seed, dispatch_size=n, queue_ms=waited * 1000)
+
+    def _classify(self, exc: Exception, token: cancel.CancelToken) -> tuple[int, str, str]:
+        from ..preprocess import SizeError
+        from ..spec import SpecError
+
+        if isinstance(exc, cancel.Cancelled) or token.cancelled:
+            return 504, "timeout", f"the request timed out; inference was stopped ({token.reason or 'cancelled'})"
+        if isinstance(exc, SizeError | SpecError):
+            return 422, "unsupported_size", str(exc)
+        if isinstance(exc, ValidationError):
+            return 422, "invalid_parameter", str(exc).splitlines()[0]
+        if isinstance(exc, MemoryError):
+            return 507, "out_of_memory", "not enough memory to run this request; try a smaller image"
+        log.exception("inference failed for style %s", self.style.name)
+        return 500, "inference_failed", "inference failed; the server log has the details"
+
+
+def _as_float(images: dict[str, Any]) -> dict[str, Any]:
+    def conv(a: Any) -> Any:
+        if isinstance(a, list | tuple):
+            return [conv(x) for x in a]
+        a = np.asarray(a)
+        return from_uint8(a) if a.dtype == np.uint8 else np.ascontiguousarray(a, dtype=np.float32)
+
+    return {k: conv(v) for k, v in images.items()}
+
+
+def _json_safe(info: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for k, v in (info or {}).items():
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            continue
+        out[str(k)] = v
+    return out
+
+
+# -- TensorRT: engines checked (or built) for this GPU at start-up ------------------------------------------
+def engine_cache_root() -> Path:
+    import os
+
+    base = os.environ.get("STYLEENGINE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "styleengine")
+    return Path(base) / "serving-engines"
+
+
+def ensure_engines(engine: Any, artifacts: Path, *, precision: str = "fp32") -> Path:
+    """Artifacts whose TensorRT engines all match this GPU and TensorRT version.
+
+    Engines recorded in the manifest are checked (version, compute capability, file hash).  When any is
+    missing or stale, the ONNX files are copied to a writable cache folder keyed by the manifest's hash
+    and the missing engines are built there (through the ``build_engine`` hook, which has its own engine
+    cache).  Returns the folder to load from.
+    """
+    from ..export.manifest import EngineRecord, Manifest
+    from ..export.options import ExportOptions
+    from ..export.tensorrt import gpu_identity, import_tensorrt
+    from ..io import sha256_file
+    from ..runtime.base import ArtifactMismatchError
+    from ..runtime.tensorrt import check_engine_record
+
+    trt = import_tensorrt()
+    _, capability = gpu_identity()
+
+    def stale_graphs(folder: Path, manifest: Manifest) -> list[str]:
+        stale = []
+        for name, rec in manifest.graphs.items():
+            try:
+                check_engine_record(rec, trt.__version__, capability)
+                path = folder / rec.engine.path  # type: ignore[union-attr]
+                if not path.is_file() or sha256_file(path) != rec.engine.sha256:  # type: ignore[union-attr]
+                    raise ArtifactMismatchError(f"graph {name}: engine file missing or modified")
+            except ArtifactMismatchError as exc:
+                log.info("TensorRT engine for %s (%s) must be built here: %s", name, folder, exc)
+                stale.append(name)
+        return stale
+
+    manifest = Manifest.load(artifacts)
+    stale = stale_graphs(artifacts, manifest)
+    if not stale:
+        return artifacts
+    # The precision asked for (``--precision``), else the one the artifacts were exported for.
+    prec = precision if precision != "fp32" else (manifest.precision if manifest.precision in ("fp16", "bf16", "fp32") else "fp32")
+    work = engine_cache_root() / f"{manifest.style}-{manifest.variant}-{manifest.sha256(artifacts)[:16]}-{prec}-{capability}-{trt.__version__}"
+    if (work / "manifest.json").is_file():  # built by an earlier start on this machine
+        built = Manifest.load(work)
+        if not stale_graphs(work, built):
+            return work
+    work.mkdir(parents=True, exist_ok=True)
+    for rec in manifest.graphs.values():
+        for rel in [rec.onnx, *rec.external_data]:
+            if rel and not (work / rel).exists():
+                (work / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(artifacts / rel, work / rel)
+    options = ExportOptions(out_dir=work, trt=True, precision=prec)  # type: ignore[arg-type]
+    for name in stale:
+        rec = manifest.graphs[name]
+        spec = GraphSpec.from_dict(rec.spec)
+        graph_prec = prec if prec in spec.precisions else "fp32"
+        engine_path = work / f"{name}.{graph_prec}.plan"
+        log.info("building the TensorRT engine for graph %s (%s); readiness waits for it", name, graph_prec)
+        info = engine.hook.build_engine(spec=spec, onnx_path=work / (rec.onnx or f"{name}.onnx"), engine_path=engine_path, options=options)
+        rec.engine = EngineRecord(path=engine_path.name, sha256=sha256_file(engine_path), **dict(info))
+    manifest.write(work)
+    return work

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from serving_helpers import REPO, server_env  # noqa: E402
+from serving_helpers import PIX2PIX_TINY, REPO, server_env  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -29,6 +29,28 @@ def test_style_model(bento_home: Path, tmp_path_factory: pytest.TempPathFactory)
     )
     assert r.returncode == 0, r.stderr
     return {"tag": "styleengine-test-style-default:latest", "artifacts": str(out)}
+
+
+@pytest.fixture(scope="session")
+def pix2pix_model(bento_home: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """pix2pix (tiny, random weights) exported to ONNX for sides 128..256 and stored as styleengine-pix2pix-eval."""
+    from styleengine.plugins import load_engine
+
+    if "pix2pix" not in load_engine().styles:
+        pytest.skip("the pix2pix plugin is not installed")
+    tmp = tmp_path_factory.mktemp("p2p")
+    out = tmp / "artifacts"
+    profile = tmp / "small.yaml"  # sides up to 256: a quick parity check at the max shapes
+    profile.write_text("dims:\n  height: {min: 128, opt: 128, max: 256}\n  width: {min: 128, opt: 128, max: 256}\n"
+                       "  batch: {min: 1, opt: 2, max: 4}\n")
+    sets = [a for k, v in PIX2PIX_TINY.items() for a in ("--model-set", f"{k}={v}")]
+    r = subprocess.run(
+        [sys.executable, "-m", "styleengine", "-q", "export", "pix2pix", "--allow-random-weights", *sets, "--profile", str(profile),
+         "--out", str(out), "--bento-model"],
+        env=server_env(bento_home), cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    return {"tag": "styleengine-pix2pix-eval:latest", "artifacts": str(out)}
 
 
 @pytest.fixture(scope="session")

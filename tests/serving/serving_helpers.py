@@ -22,6 +22,8 @@ from PIL import Image
 
 HERE = Path(__file__).parent
 REPO = HERE.parent.parent
+#: The pix2pix test model: a tiny U-Net (random weights) with the architecture's real structure.
+PIX2PIX_TINY = {"netG": "unet_128", "ngf": 4}
 
 
 def free_port() -> int:

@@ -6,42 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import io
-import subprocess
-import sys
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from serving_helpers import REPO, engine_serve, png_bytes, random_image, server_env, start_or_fail
-
-TINY = {"netG": "unet_128", "ngf": 4}
-
-
-def _has_pix2pix() -> bool:
-    from styleengine.plugins import load_engine
-
-    return "pix2pix" in load_engine().styles
-
-
-pytestmark = pytest.mark.skipif(not _has_pix2pix(), reason="the pix2pix plugin is not installed")
+from serving_helpers import PIX2PIX_TINY as TINY
+from serving_helpers import engine_serve, png_bytes, random_image, start_or_fail
 
 
 @pytest.fixture(scope="module")
-def server(bento_home, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("p2p")
-    out = tmp / "artifacts"
-    profile = tmp / "small.yaml"  # sides up to 256: a quick parity check at the max shapes
-    profile.write_text("dims:\n  height: {min: 128, opt: 128, max: 256}\n  width: {min: 128, opt: 128, max: 256}\n  batch: {min: 1, opt: 2, max: 4}\n")
-    sets = [a for k, v in TINY.items() for a in ("--model-set", f"{k}={v}")]
-    r = subprocess.run(
-        [sys.executable, "-m", "styleengine", "-q", "export", "pix2pix", "--allow-random-weights", *sets, "--profile", str(profile),
-         "--out", str(out), "--bento-model"],
-        env=server_env(bento_home), cwd=REPO, capture_output=True, text=True, timeout=600,
-    )
-    assert r.returncode == 0, r.stderr
+def server(bento_home, pix2pix_model, tmp_path_factory):
     srv = engine_serve(
-        "pix2pix", "--runtime", "onnxruntime", "--model", "styleengine-pix2pix-eval:latest", "--allow-random-weights",
+        "pix2pix", "--runtime", "onnxruntime", "--model", pix2pix_model["tag"], "--allow-random-weights",
         "--max-batch-size", "4", "--max-latency-ms", "20000",
         home=bento_home, log_path=tmp_path_factory.mktemp("logs") / "pix2pix.log",
     )

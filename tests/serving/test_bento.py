@@ -52,6 +52,20 @@ def test_root_bentofile_builds_offline_and_serves(root_bento, bento_home, tmp_pa
         assert "127.0.0.1" in server.log()  # loopback unless --host says otherwise
 
 
+def test_bentoml_serve_from_the_repository_root(pix2pix_model, bento_home, tmp_path):
+    """`bentoml serve` in the root: bentofile.yaml's service and its args (pix2pix, onnxruntime, the stored model)."""
+    import sys
+
+    port = free_port()
+    srv = Server([sys.executable, "-m", "bentoml", "serve", "--port", str(port), "--arg", "allow_random_weights=true"],
+                 server_env(bento_home), port, tmp_path / "root-serve.log", cwd=REPO)
+    for server in start_or_fail(srv):
+        info = httpx.get(server.url("/ui/info.json")).json()
+        assert info["style"] == "pix2pix" and info["runtime"] == "onnxruntime"
+        r = httpx.post(server.url("/stylize"), files={"image": ("a.png", png_bytes(random_image(128, 128)), "image/png")}, timeout=60)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", r.text
+
+
 def test_engine_bento_build_packages_model_and_wheels(test_style_model, bento_home):
     import sys
 

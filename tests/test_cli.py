@@ -124,3 +124,14 @@ def test_train_resume_and_infer_with_weights(tmp_path):
     img = data / "0.png"
     r = run("infer", "test-style", str(img), "--weights", str(ckpt), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    out_ckpt = Path(r.stdout.strip().splitlines()[-1])
+    # the run folder (and its checkpoints/ folder) stand for the newest complete checkpoint
+    for ref, out_dir in ((tmp_path / "runs" / "test-style", "by-run"), (tmp_path / "runs" / "test-style" / "checkpoints", "by-ckpts")):
+        r = run("infer", "test-style", str(img), "--weights", str(ref), "-o", out_dir, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        by_run = Path(r.stdout.strip().splitlines()[-1])
+        assert np.array_equal(np.asarray(Image.open(tmp_path / by_run)), np.asarray(Image.open(tmp_path / out_ckpt)))
+    empty = tmp_path / "runs" / "empty" / "checkpoints"
+    (empty / "step-0000001").mkdir(parents=True)  # a checkpoint folder cut short: no training_state.json
+    r = run("infer", "test-style", str(img), "--weights", str(empty.parent), cwd=tmp_path)
+    assert r.returncode == 1 and "without a complete checkpoint" in r.stderr

@@ -157,14 +157,34 @@ def cache_dir() -> Path:
 
 
 def resolve(ref: str | os.PathLike[str]) -> Path:
-    """A local path for a weights reference (local path, ``hf://...``)."""
+    """A local path for a weights reference (local path, ``hf://...``).
+
+    A training run folder (``engine train --out DIR``) or its ``checkpoints/`` folder stands for its newest
+    complete checkpoint, so ``--weights runs/facades`` works as users expect.
+    """
     s = str(ref)
     if s.startswith("hf://"):
         return fetch_hf(parse_hf(s))
     p = Path(s).expanduser()
     if not p.exists():
         raise FileNotFoundError(f"weights not found: {p}")
-    return p
+    return _run_checkpoint(p) or p
+
+
+def _run_checkpoint(p: Path) -> Path | None:
+    """The newest complete checkpoint when ``p`` is a training run (or its checkpoints folder), else None."""
+    if not p.is_dir() or (p / MODEL_FILE).is_file():
+        return None
+    from .training.checkpoint import LATEST, latest_checkpoint
+
+    for folder in (p / "checkpoints", p):
+        if (folder / LATEST).is_file() or any(folder.glob("step-*")):
+            ckpt = latest_checkpoint(folder)
+            if ckpt is None:
+                raise FileNotFoundError(f"{p} is a training run without a complete checkpoint yet")
+            log.info("weights: %s -> its latest checkpoint %s", p, ckpt)
+            return ckpt
+    return None
 
 
 def fetch_hf(ref: HfRef) -> Path:

@@ -82,11 +82,12 @@ def test_503_when_the_queue_wait_exceeds_max_latency(server):
 
 
 def test_504_at_the_timeout_and_the_work_stops(server, step_log):
-    t0 = time.monotonic()
+    # 37 steps of >= 200 ms (sleeps) outlast the 3 s timeout.  The proof that the work stopped is the step
+    # log, not a wall-clock bound: fewer than 37 steps ran, no more run later, and no more than fit before
+    # the deadline (a step never takes less than its sleep, so a slow machine only lowers the count).
     r = stylize(server, steps="37", step_ms="200")
-    elapsed = time.monotonic() - t0
     assert r.status_code == 504, r.text
-    assert elapsed < TIMEOUT + 2
+    assert r.json()["error"]  # BentoML's timeout middleware answers it: {"error": "Not able to process ..."}
     time.sleep(1.5)
 
     def steps_done() -> int:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["CancelToken", "Cancelled", "check", "current", "is_cancelled", "step_callback", "use_token"]
+__all__ = ["CancelToken", "Cancelled", "check", "current", "is_cancelled", "progress", "step_callback", "use_token"]
 
 
 class Cancelled(Exception):
@@ -41,11 +41,17 @@ class Cancelled(Exception):
 class CancelToken:
     """Cancelled explicitly (:meth:`cancel`, from any thread) or implicitly once ``deadline`` passes."""
 
-    def __init__(self, deadline: float | None = None, *, reason: str = "deadline exceeded") -> None:
+    def __init__(
+        self, deadline: float | None = None, *, reason: str = "deadline exceeded", on_progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
         self.deadline = deadline
         self._deadline_reason = reason
         self._event = threading.Event()
         self._reason = ""
+        #: Called by :func:`progress` with what the work reports (task endpoints show it as status).
+        self.on_progress = on_progress
+        #: The last report (``step``, ``total``, ``losses``, ``preview``, ...), None before the first.
+        self.last_progress: dict[str, Any] | None = None
 
     def cancel(self, reason: str = "cancelled") -> None:
         if not self._event.is_set():
@@ -101,6 +107,25 @@ def check() -> None:
     token = _current.get()
     if token is not None:
         token.check()
+
+
+def progress(**info: Any) -> None:
+    """Report progress of long work to whoever runs it (a task endpoint, a CLI progress bar).
+
+    Conventional keys: ``step`` and ``total`` (ints), ``losses`` (name -> float), ``preview`` (an
+    HxWx3 float32 image in [0, 1], the current result), ``stage`` (a short string).  A no-op outside a
+    token; a failing listener never breaks the work."""
+    token = _current.get()
+    if token is None:
+        return
+    token.last_progress = info
+    if token.on_progress is not None:
+        try:
+            token.on_progress(info)
+        except Exception:  # noqa: BLE001 - progress is advisory
+            import logging
+
+            logging.getLogger(__name__).debug("progress listener failed", exc_info=True)
 
 
 def step_callback() -> Callable[..., bool]:

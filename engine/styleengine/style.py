@@ -115,8 +115,11 @@ class StyleRequest:
 
 @dataclass
 class StyleResult:
-    image: np.ndarray  # float32 HxWx3 RGB in [0, 1]
+    image: np.ndarray  # float32 HxWx3 RGB in [0, 1]; for several outputs, the one to show (e.g. a grid)
     seed: int | None = None
+    #: Several outputs of one request (BicycleGAN samples, txt2img images): each float32 HxWx3 in [0, 1].
+    #: ``image`` then holds what a single-image answer shows (a grid of them, or the first).
+    images: list[np.ndarray] | None = None
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -140,6 +143,14 @@ class Style:
     pretrained: ClassVar[Mapping[str, Any]] = {}
     #: Shown when a command would run without weights: how to get or train them.
     weights_hint: ClassVar[str] = "train weights with `engine train STYLE` or pass --weights PATH"
+    #: False for styles that run without trained weights (a fixed filter, a colour grade, an
+    #: optimisation whose only network is a loss network it loads itself): never asked for weights.
+    #: A style whose variants differ overrides it with a property.
+    needs_weights: ClassVar[bool] = True
+    #: True when ``infer`` is long work (optimisation, many steps): the server offers it as a task
+    #: (submit / status / get / cancel) besides the synchronous endpoint, and it reports progress
+    #: through :func:`styleengine.cancel.progress` and stops at :func:`styleengine.cancel.check`.
+    long_running: ClassVar[bool] = False
 
     def __init__(self, model_config: StyleConfig | Mapping[str, Any] | None = None, variant: str | None = None):
         if model_config is None:
@@ -235,7 +246,7 @@ class Style:
                 )
 
     def require_weights(self, allow_random: bool) -> None:
-        if self.weights_path is None and not allow_random:
+        if self.weights_path is None and self.needs_weights and not allow_random:
             raise WeightsRequiredError(
                 f"style {self.name} has no weights loaded. {self.weights_hint}. "
                 "Pass --allow-random-weights to run with random weights (latency work and tests only)."

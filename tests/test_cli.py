@@ -64,7 +64,7 @@ def test_weights_required_unless_allowed(tmp_path):
 def test_export_validate_infer_and_trt_exit_2(tmp_path):
     r = run("export", "test-style", "--onnx", "--allow-random-weights", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    art = tmp_path / "export/artifacts/test-style/default"
+    art = tmp_path / "export/artifacts/test-style/default/fp32"
     m = json.loads((art / "manifest.json").read_text())
     assert m["graphs"]["net"]["parity"]["passed"]
     r = run("validate", str(art), cwd=tmp_path)

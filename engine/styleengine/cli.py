@@ -65,19 +65,33 @@ def _config(cls: type, values: dict[str, Any], what: str) -> Any:
         raise UserError(f"invalid {what}: {problems}") from exc
 
 
-def _load_style(engine: Any, name: str, weights: str | None, variant: str | None, allow_random: bool, model_sets: dict[str, Any] | None = None) -> Any:
-    from .weights import resolve
+def _plan(engine: Any, name: str, weights: str | None, variant: str | None, allow_random: bool, model_sets: dict[str, Any] | None = None,
+          runtime: Any = "torch", artifacts: Path | None = None, precision: str = "fp32", device: str = "cpu") -> Any:
+    """The checked plan of what to load (see styleengine.loading); problems are one-line UserErrors."""
+    from .loading import LoadError, plan_load
 
-    cls = engine.style_class(name)
-    style = cls(_config(cls.ModelConfig, model_sets or {}, f"{cls.name} model config"), variant=variant)
-    if weights:
-        style.load_weights(resolve(weights))
-    style.require_weights(allow_random)
-    return style
+    try:
+        return plan_load(engine, name, runtime, artifacts=artifacts, weights=weights, variant=variant, model_sets=model_sets,
+                         allow_random_weights=allow_random, precision=precision, device=device)
+    except LoadError as exc:
+        raise UserError(str(exc)) from None
 
 
-def _default_artifacts(style: Any) -> Path:
-    return Path("export/artifacts") / style.name / style.variant
+def _load_style(engine: Any, name: str, weights: str | None, variant: str | None, allow_random: bool, model_sets: dict[str, Any] | None = None,
+                **plan_options: Any) -> Any:
+    from .loading import LoadError, load_style
+
+    plan = _plan(engine, name, weights, variant, allow_random, model_sets, **plan_options)
+    try:
+        return load_style(engine, plan)
+    except LoadError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _default_artifacts(style: Any, precision: str = "fp32") -> Path:
+    from .loading import default_artifacts
+
+    return default_artifacts(style.name, style.variant, precision)
 
 
 def _fail(msg: str, code: int = EXIT_USER) -> NoReturn:
@@ -211,10 +225,11 @@ def export(ctx: click.Context, style_name: str, do_onnx: bool, trt: bool, precis
     if not style.has("export"):
         raise UserError(f"style {style.name} has no exportable graph (capabilities: {sorted(c.value for c in style.capabilities)})")
     profile = ExportProfile.load(profile_path) if profile_path else ExportProfile()
+    prec = precision or profile.precision or "fp32"
     opts = ExportOptions(
-        out_dir=out or _default_artifacts(style),
+        out_dir=out or _default_artifacts(style, prec),
         trt=trt,
-        precision=precision or profile.precision or "fp32",
+        precision=prec,
         exporter=exporter or profile.exporter or "dynamo",
         profile=profile,
         validate=not no_validate,
@@ -326,9 +341,14 @@ def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir
     from .style import StyleRequest
 
     engine = _engine(ctx)
-    style = _load_style(engine, style_name, weights, variant, allow_random_weights, _parse_sets(model_sets))
     if not inputs:
-        raise UserError("give at least one input image")
+        raise UserError("give at least one input image (engine infer STYLE photo.jpg ...)")
+    rt_map = {"*": runtime, **dict(g.partition("=")[::2] for g in graph_runtimes)}
+    plan = _plan(engine, style_name, weights, variant, allow_random_weights, _parse_sets(model_sets), runtime=rt_map,
+                 artifacts=artifacts, precision=precision, device=device)
+    from .loading import load_style
+
+    style = load_style(engine, plan)
     cfg = _config(style.Config, _parse_sets(sets), f"{style.name} parameters")
     fields = {f.name: f for f in style.inputs.images}
     first = style.inputs.images[0].name
@@ -345,10 +365,7 @@ def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir
     for t in style.inputs.texts:
         if t.required and not text_values.get(t.name):
             raise UserError(f"{style.name} needs --text {t.name}=... ({t.description})")
-    rt_map = {"*": runtime, **dict(g.partition("=")[::2] for g in graph_runtimes)}
-    needs_art = any(engine.runtime_class(r).needs != "module" for r in rt_map.values())
-    art = artifacts or (_default_artifacts(style) if needs_art else None)
-    sessions = open_sessions(engine, style, rt_map, artifacts=art, options=SessionOptions(device=device, precision=precision))
+    sessions = open_sessions(engine, style, plan.runtimes, artifacts=plan.artifacts, options=SessionOptions(device=device, precision=precision))
     for name, s in sessions.items():
         _say(ctx, f"[{name}] {s.runtime} on {s.device}")
     out_dir.mkdir(parents=True, exist_ok=True)

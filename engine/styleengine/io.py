@@ -17,6 +17,19 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _apply_umask(path: str | os.PathLike[str], mode: int) -> None:
+    """``mkstemp`` / ``mkdtemp`` create 0600 / 0700; what we write is shared like any other tool's
+    output: the mode ``open`` / ``mkdir`` would give under the process umask."""
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode & ~_umask())
+
+
 def _fsync_dir(path: Path) -> None:
     # Make the rename itself durable.  Not every filesystem lets a directory be opened; that is fine.
     with contextlib.suppress(OSError):
@@ -38,6 +51,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[Bina
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _apply_umask(tmp, 0o666)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
             yield fh  # type: ignore[misc]
@@ -76,6 +90,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    _apply_umask(tmp, 0o777)
     try:
         yield tmp
         _fsync_dir(tmp)

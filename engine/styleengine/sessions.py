@@ -53,6 +53,8 @@ def open_sessions(
             )
         manifest = Manifest.load(artifacts)
         check_manifest(manifest, style, check_weights=check_weights)
+        artifact_graphs = [n for n in manifest.graphs if engine.runtime_class(choice.get(n, choice["*"])).needs != "module"]
+        manifest.check_files(artifacts, artifact_graphs)
     specs: dict[str, GraphSpec]
     if all(engine.runtime_class(r).needs != "module" for r in choice.values()) and manifest is not None:
         specs = {n: GraphSpec.from_dict(rec.spec) for n, rec in manifest.graphs.items()}

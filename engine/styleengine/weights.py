@@ -33,6 +33,86 @@ class WeightsUnavailableError(RuntimeError):
     """Weights cannot be obtained here (offline, unknown name, hash mismatch)."""
 
 
+class CorruptWeightsError(ValueError):
+    """A weights file is not what it claims to be: unreadable header, or tensor data whose digest does not
+    match the one recorded when it was written."""
+
+
+#: Header metadata key of the sha256 of a safetensors file's tensor data (everything after the header).
+DIGEST_KEY = "styleengine.tensors_sha256"
+_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit
+
+
+def read_safetensors_header(path: str | os.PathLike[str]) -> tuple[int, dict[str, Any]]:
+    """``(header length, header JSON)`` of a safetensors file, without torch or numpy."""
+    p = Path(path)
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise CorruptWeightsError(f"{p}: not a safetensors file (only {size} bytes)")
+        n = int.from_bytes(head, "little")
+        if n <= 0 or n > min(_MAX_HEADER, size - 8):
+            raise CorruptWeightsError(f"{p}: not a safetensors file (header length {n} does not fit a {size}-byte file)")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptWeightsError(f"{p}: not a safetensors file (header is not JSON: {exc})") from None
+    if not isinstance(header, dict):
+        raise CorruptWeightsError(f"{p}: not a safetensors file (header is not a JSON object)")
+    end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)), default=0)
+    if 8 + n + end != size:
+        raise CorruptWeightsError(f"{p}: truncated or padded safetensors file (header says {8 + n + end} bytes, file has {size})")
+    return n, header
+
+
+def tensors_digest(path: str | os.PathLike[str]) -> str:
+    """sha256 of the tensor data of a safetensors file (independent of the header, so of its metadata)."""
+    import hashlib
+
+    n, _ = read_safetensors_header(path)
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        fh.seek(8 + n)
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def seal_safetensors(path: str | os.PathLike[str]) -> str:
+    """Record the tensor-data digest in the file's own header metadata (rewritten in place, atomically)."""
+    digest = tensors_digest(path)
+    n, header = read_safetensors_header(path)
+    meta = dict(header.get("__metadata__") or {})
+    meta[DIGEST_KEY] = digest
+    header["__metadata__"] = meta
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # safetensors aligns the data section to 8 bytes
+    with open(path, "rb") as src, atomic_open(path) as out:
+        out.write(len(raw).to_bytes(8, "little"))
+        out.write(raw)
+        src.seek(8 + n)
+        while block := src.read(1 << 20):
+            out.write(block)
+    return digest
+
+
+def verify_safetensors(path: str | os.PathLike[str]) -> str | None:
+    """Check a sealed file's tensor data against its recorded digest; returns the digest (None: unsealed)."""
+    _, header = read_safetensors_header(path)
+    recorded = (header.get("__metadata__") or {}).get(DIGEST_KEY)
+    if not recorded:
+        return None
+    actual = tensors_digest(path)
+    if actual != recorded:
+        raise CorruptWeightsError(
+            f"{path}: tensor data sha256 {actual[:12]}... does not match the {recorded[:12]}... recorded when it was written "
+            "(the file is corrupt or was modified); restore or re-create it"
+        )
+    return actual
+
+
 @dataclass
 class Checkpoint:
     tensors: dict[str, Any]
@@ -52,29 +132,50 @@ def save_checkpoint(
     """Write a checkpoint folder atomically (the previous one survives a failure)."""
     from safetensors.torch import save_file
 
-    config = {"style": style, "model": model_config, "meta": meta or {}}
+    config: dict[str, Any] = {"style": style, "model": model_config, "meta": meta or {}}
     with atomic_dir(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / MODEL_FILE), metadata={"styleengine": json.dumps(config)})
+        config["tensors_sha256"] = seal_safetensors(tmp / MODEL_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return Path(path)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
     p = Path(path)
     model = p / MODEL_FILE if p.is_dir() else p
     if not model.is_file():
         raise FileNotFoundError(f"no {MODEL_FILE} in {p}")
-    config: dict[str, Any] = {}
+    config = checkpoint_config(p)
+    digest = verify_safetensors(model)
+    if digest is None and config.get("tensors_sha256"):
+        raise CorruptWeightsError(f"{model}: config.json records a tensor digest but the file carries none (replaced?)")
+    if config.get("tensors_sha256") and digest != config["tensors_sha256"]:
+        raise CorruptWeightsError(f"{model}: tensor data does not match the digest in {p / CONFIG_FILE}")
+    try:
+        tensors = load_file(str(model))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError: one line naming the file
+        raise CorruptWeightsError(f"{model}: cannot read tensors ({str(exc).splitlines()[0]})") from None
+    return Checkpoint(tensors, config.get("style"), config.get("model") or {}, config.get("meta") or {})
+
+
+def checkpoint_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``config.json`` of an engine checkpoint (folder), or the same JSON from a bare file's header;
+    torch-free, so the server can check weights before starting."""
+    p = Path(path)
+    model = p / MODEL_FILE if p.is_dir() else p
     if p.is_dir() and (p / CONFIG_FILE).is_file():
-        config = json.loads((p / CONFIG_FILE).read_text())
-    else:
-        with safe_open(str(model), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("styleengine")
-        config = json.loads(raw) if raw else {}
-    return Checkpoint(load_file(str(model)), config.get("style"), config.get("model") or {}, config.get("meta") or {})
+        try:
+            return json.loads((p / CONFIG_FILE).read_text())
+        except json.JSONDecodeError as exc:
+            raise CorruptWeightsError(f"{p / CONFIG_FILE}: invalid JSON ({exc})") from None
+    _, header = read_safetensors_header(model)
+    raw = (header.get("__metadata__") or {}).get("styleengine")
+    try:
+        return json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        raise CorruptWeightsError(f"{model}: styleengine metadata is not JSON") from None
 
 
 def safe_torch_load(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -111,7 +212,11 @@ def read_state_dict(path_or_state: Any) -> dict[str, Any]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            state = load_file(str(path), device="cpu")
+            verify_safetensors(path)
+            try:
+                state = load_file(str(path), device="cpu")
+            except Exception as exc:  # noqa: BLE001 - SafetensorError
+                raise CorruptWeightsError(f"{path}: cannot read tensors ({str(exc).splitlines()[0]})") from None
         else:
             state = dict(safe_torch_load(path))
     bad = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]

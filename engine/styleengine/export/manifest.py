@@ -40,6 +40,8 @@ class GraphRecord(BaseModel):
     onnx: str | None = None
     onnx_sha256: str | None = None
     external_data: list[str] = Field(default_factory=list)
+    #: sha256 of each external-data file (ONNX files above 2 GB keep their tensors beside them).
+    external_data_sha256: dict[str, str] = Field(default_factory=dict)
     exporter: str | None = None
     opset: int | None = None
     spec: dict[str, Any] = Field(default_factory=dict)
@@ -99,9 +101,24 @@ class Manifest(BaseModel):
                 elif digest and sha256_file(p) != digest:
                     problems.append(f"graph {g.name}: {rel} sha256 does not match the manifest (modified or corrupt)")
             for rel in g.external_data:
-                if not (folder / rel).is_file():
+                p = folder / rel
+                if not p.is_file():
                     problems.append(f"graph {g.name}: external data {rel} is missing")
+                elif rel in g.external_data_sha256 and sha256_file(p) != g.external_data_sha256[rel]:
+                    problems.append(f"graph {g.name}: external data {rel} sha256 does not match the manifest (modified or corrupt)")
         return problems
+
+    def check_files(self, folder: str | Path, graphs: list[str] | None = None) -> None:
+        """Refuse to load a folder whose files do not match the manifest (one line naming every problem).
+
+        Every runtime that loads artifacts calls this first (CLI, server, benchmark): a flipped byte in an
+        ONNX file or an engine is an error at load, never a wrong answer."""
+        from ..runtime.base import ArtifactMismatchError
+
+        subset = self if graphs is None else self.model_copy(update={"graphs": {k: v for k, v in self.graphs.items() if k in graphs}})
+        problems = subset.verify_files(folder)
+        if problems:
+            raise ArtifactMismatchError(f"{folder}: refusing to load damaged artifacts: {'; '.join(problems)}")
 
 
 def library_versions() -> dict[str, str]:

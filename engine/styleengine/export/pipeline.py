@@ -60,7 +60,8 @@ def export_style(engine: Engine, style: Style, options: ExportOptions, *, progre
         exporter=options.exporter,
         profile=options.profile.name,
         model_config=style.model_config.model_dump(mode="json"),
-        weights={"path": str(style.weights_path), "sha256": style.weights_sha256} if style.weights_path else None,
+        # Absolute: `engine validate` and servers read it from other folders.
+        weights={"path": str(Path(style.weights_path).resolve()), "sha256": style.weights_sha256} if style.weights_path else None,
         versions=library_versions(),
         machine=machine_info(),
     )
@@ -76,6 +77,7 @@ def export_style(engine: Engine, style: Style, options: ExportOptions, *, progre
                 onnx=onnx_name,
                 onnx_sha256=sha256_file(tmp / onnx_name),
                 external_data=list(info.get("external_data", [])),
+                external_data_sha256={rel: sha256_file(tmp / rel) for rel in info.get("external_data", [])},
                 exporter=info.get("exporter", options.exporter),
                 opset=info.get("opset", spec.opset),
                 spec=spec.to_dict(),

@@ -5,4 +5,4 @@ runtime and model it serves comes from the arguments: `args:` in bentofile.yaml,
 `--arg key=value` (see styleengine.serving.args.ServeArgs).
 """
 
-from styleengine.serving.service import StyleAPI, StyleRunner  # noqa: F401
+from styleengine.serving.service import StyleAPI  # noqa: F401  (its runner service, in the split topology, is found through it)

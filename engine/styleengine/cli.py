@@ -304,6 +304,32 @@ def validate(ctx: click.Context, artifact_dir: Path, weights: str | None, as_jso
         sys.exit(EXIT_USER)
 
 
+@cli.command("import-engine")
+@click.argument("artifact_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--graph", required=True, help="The graph the plan was built from (a name in the manifest).")
+@click.option("--plan", "plan_file", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The plan trtexec wrote (--saveEngine).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="The plan's precision [the folder's].")
+@click.option("--tensorrt-version", help="Without TensorRT here: the version that built the plan (checked again at load).")
+@click.option("--compute-capability", help="Without TensorRT here: the GPU's compute capability, e.g. 9.0 (checked again at load).")
+@click.option("--gpu", "gpu_name", help="Without TensorRT here: the GPU's name (informational).")
+@click.pass_context
+def import_engine(ctx: click.Context, artifact_dir: Path, graph: str, plan_file: Path, precision: str | None,
+                  tensorrt_version: str | None, compute_capability: str | None, gpu_name: str | None) -> None:
+    """Record a TensorRT plan built with trtexec in ARTIFACT_DIR's manifest, so `--runtime tensorrt` serves it.
+
+    Where tensorrt imports, the plan is deserialised on this GPU and its TensorRT version, compute
+    capability, tensor names and optimisation profile are read back and checked against the graph;
+    elsewhere, give --tensorrt-version and --compute-capability and the runtime re-checks the plan at load.
+    """
+    from .export.plan_import import import_plan
+
+    rec = import_plan(artifact_dir, graph, plan_file, precision=precision, tensorrt_version=tensorrt_version,
+                      compute_capability=compute_capability, gpu=gpu_name)
+    checked = "checked on this GPU" if rec.model_extra.get("verified") else "checked again when the TensorRT runtime loads it"
+    _say(ctx, f"graph {graph}: recorded {rec.path} (TensorRT {rec.tensorrt}, compute capability {rec.compute_capability}; {checked})")
+    click.echo(str(artifact_dir / rec.path))
+
+
 def spec_dims(spec_dict: dict[str, Any]) -> dict[str, Any]:
     from .spec import Dim
 
@@ -554,6 +580,11 @@ SERVE_OPTIONS = [
     click.option("--max-latency-ms", type=click.IntRange(1, 600_000), default=None, help="Batching window / queue budget [2000]."),
     click.option("--max-concurrency", type=click.IntRange(1), default=None, help="Requests in flight; more get 429 [32]."),
     click.option("--timeout", "timeout_s", type=click.FloatRange(min=0, min_open=True), default=None, help="Request timeout in seconds; 504 [60]."),
+    click.option("--model-set", "model_sets", multiple=True, metavar="KEY=VALUE",
+                 help="Model config override (e.g. instruct_pix2pix size=tiny); checked against the artifacts or checkpoint."),
+    click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="Default of a request parameter requests leave out."),
+    click.option("--topology", type=click.Choice(["auto", "single", "split"]), default=None,
+                 help="single: the API process runs the model; split: API workers feed a runner service [auto: split iff --arg api_workers>1]."),
     click.option("--arg", "extra_args", multiple=True, metavar="KEY=VALUE", help="Any other service argument (styleengine.serving.args.ServeArgs)."),
 ]
 
@@ -566,20 +597,26 @@ def _serve_options(f: Any) -> Any:
 
 def _serve_args(ctx: click.Context, style_name: str, runtime: str, model_tag: str | None, artifacts: Path | None, weights: str | None,
                 variant: str | None, allow_random_weights: bool, device: str | None, precision: str | None, max_batch_size: int | None,
-                max_latency_ms: int | None, max_concurrency: int | None, timeout_s: float | None, extra_args: tuple[str, ...]) -> Any:
-    """Validated ServeArgs (the style and runtime resolved, default artifacts found) or a one-line UserError."""
+                max_latency_ms: int | None, max_concurrency: int | None, timeout_s: float | None, model_sets: tuple[str, ...] = (),
+                params: tuple[str, ...] = (), topology: str | None = None, extra_args: tuple[str, ...] = ()) -> Any:
+    """Validated ServeArgs (the style and runtime resolved, paths made absolute, default artifacts found) or
+    a one-line UserError."""
     from pydantic import ValidationError
 
+    from .loading import default_artifacts
     from .serving.args import ServeArgs
 
     engine = _engine(ctx)
     cls = engine.style_class(style_name)
     rt = engine.runtimes.resolve(runtime)
+    if weights and not weights.startswith("hf://"):
+        weights = str(Path(weights).expanduser().resolve())  # the server may run elsewhere; never record a relative path
     values: dict[str, Any] = {
         "style": cls.name, "runtime": rt, "model": model_tag, "artifacts": str(artifacts.resolve()) if artifacts else None,
         "weights": weights, "variant": variant, "allow_random_weights": allow_random_weights or None, "device": device,
         "precision": precision, "max_batch_size": max_batch_size, "max_latency_ms": max_latency_ms,
-        "max_concurrency": max_concurrency, "timeout_s": timeout_s,
+        "max_concurrency": max_concurrency, "timeout_s": timeout_s, "topology": topology,
+        "model_set": _parse_sets(model_sets) or None, "params": _parse_sets(params) or None,
         "plugins": ",".join(ctx.find_root().obj.get("plugins") or []) or None,
     }
     for item in extra_args:
@@ -589,11 +626,11 @@ def _serve_args(ctx: click.Context, style_name: str, runtime: str, model_tag: st
         values[key.strip().replace("-", "_")] = raw
     values = {k: v for k, v in values.items() if v is not None}
     if engine.runtime_class(rt).needs != "module" and not values.get("model") and not values.get("artifacts"):
-        default = Path("export/artifacts") / cls.name / (variant or cls.variants[0])
+        default = default_artifacts(cls.name, variant or cls.variants[0], precision or "fp32")
         if not (default / "manifest.json").is_file():
             raise UserError(
-                f"runtime {rt} serves exported artifacts: run `engine export {cls.name} --bento-model` and pass "
-                f"--model styleengine-{cls.name}-{variant or cls.variants[0]}, or pass --artifacts DIR"
+                f"runtime {rt} serves exported artifacts and {default} has none: run `engine export {cls.name} --bento-model` and "
+                f"pass --model styleengine-{cls.name}-{variant or cls.variants[0]}, or pass --artifacts DIR"
             )
         values["artifacts"] = str(default.resolve())
     try:
@@ -601,6 +638,28 @@ def _serve_args(ctx: click.Context, style_name: str, runtime: str, model_tag: st
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
         raise UserError(f"invalid serving arguments: {problems}") from exc
+
+
+def _need_serving() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("bentoml") is None:
+        raise UserError("serving needs BentoML, which is not installed: pip install 'styleengine[serving]' (from a checkout: make install)")
+
+
+def _preflight(ctx: click.Context, args: Any) -> Any:
+    """The server's own torch-free start-up checks, run before BentoML starts (one line on failure)."""
+    from .serving.preflight import StartupError, model_dir_of, preflight
+
+    try:
+        plan = preflight(_engine(ctx), args, model_dir_of(args.model))
+    except StartupError as exc:
+        raise UserError(f"the server cannot start: {exc}") from None
+    for w in plan.warnings:
+        _say(ctx, f"warning: {w}")
+    if plan.random_weights:
+        _say(ctx, f"warning: serving {args.style} with RANDOM weights (answers say so: X-Random-Weights: true)")
+    return plan
 
 
 @cli.command()
@@ -622,22 +681,31 @@ def serve(ctx: click.Context, style_name: str, host: str, port: int, dry_run: bo
 
     import yaml
 
+    from .serving.lifecycle import ENV_FAILURE, STARTUP_FAILED
+
+    _need_serving()
     args = _serve_args(ctx, style_name, **options)
+    _preflight(ctx, args)
     env = {**os.environ, "BENTOML_DO_NOT_TRACK": os.environ.get("BENTOML_DO_NOT_TRACK", "True")}
     with tempfile.TemporaryDirectory(prefix="styleengine-serve-") as tmp:
         arg_file = Path(tmp) / "args.yaml"  # a file, not --arg k=v: BentoML splits those on commas
         arg_file.write_text(yaml.safe_dump(args.as_bento_args()))
-        cmd = [sys.executable, "-m", "bentoml", "serve", "styleengine.serving.service:StyleAPI", "--host", host, "--port", str(port),
+        env[ENV_FAILURE] = str(Path(tmp) / "failure.txt")
+        # styleengine.serving.launch is `bentoml serve` with a Prometheus folder of this server's own.
+        cmd = [sys.executable, "-m", "styleengine.serving.launch", "styleengine.serving.service:StyleAPI", "--host", host, "--port", str(port),
                "--arg-file", str(arg_file)]
         if dry_run:
-            click.echo(" ".join(cmd[:-2] + args.as_cli_args()))
+            click.echo(" ".join([sys.executable, "-m", "bentoml", "serve", *cmd[3:-2], *args.as_cli_args()]))
             return
-        _say(ctx, f"serving {args.style} on {args.runtime} at http://{host}:{port} (playground: /ui)")
+        _say(ctx, f"serving {args.style} on {args.runtime} ({'split' if args.split else 'single'} topology) at http://{host}:{port} "
+                  "(playground: /ui; ready at /readyz after warm-up)")
         proc = subprocess.Popen(cmd, env=env)
         forward = lambda signum, _frame: proc.send_signal(signum)  # noqa: E731
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, forward)
         rc = proc.wait()
+    if rc == STARTUP_FAILED:
+        sys.exit(STARTUP_FAILED)  # the server printed its one-line reason
     sys.exit(rc if rc >= 0 else 128 - rc)
 
 
@@ -662,24 +730,34 @@ def bento_build(ctx: click.Context, style_name: str, bento_version: str | None, 
     from .export.options import ExportOptions
     from .serving.bento import build_bento, save_model
 
+    _need_serving()
     engine = _engine(ctx)
     cls = engine.style_class(style_name)
     rt = engine.runtimes.resolve(options["runtime"])
-    if engine.runtime_class(rt).needs != "module" and not options["model_tag"]:
-        if options["artifacts"]:
-            out_dir = options["artifacts"]
-            style = _load_style(engine, cls.name, options["weights"], options["variant"], options["allow_random_weights"])
+    exported = engine.runtime_class(rt).needs != "module"
+    if not options["model_tag"]:
+        # A Bento carries its model: artifacts and/or weights are stored in the model store and packaged,
+        # so the Bento serves the same from any folder or machine.
+        model_sets = _parse_sets(options["model_sets"])
+        if exported and options["artifacts"]:
+            style = _load_style(engine, cls.name, options["weights"], options["variant"], options["allow_random_weights"], model_sets,
+                                runtime=rt, artifacts=options["artifacts"], precision=options["precision"] or "fp32")
+            out_dir: Path | None = options["artifacts"]
         else:
-            style = _load_style(engine, cls.name, options["weights"], options["variant"], options["allow_random_weights"])
-            import tempfile
+            style = _load_style(engine, cls.name, options["weights"], options["variant"], options["allow_random_weights"], model_sets)
+            out_dir = None
+            if exported:
+                import tempfile
 
-            out_dir = Path(tempfile.mkdtemp(prefix="styleengine-export-")) / cls.name
-            _say(ctx, f"exporting {cls.name} ({style.variant}) to ONNX")
-            engine.hook.style_export(style=style, options=ExportOptions(out_dir=out_dir, extra={"progress": lambda m: _say(ctx, m)}))
+                out_dir = Path(tempfile.mkdtemp(prefix="styleengine-export-")) / cls.name
+                _say(ctx, f"exporting {cls.name} ({style.variant}) to ONNX")
+                engine.hook.style_export(style=style, options=ExportOptions(out_dir=out_dir, extra={"progress": lambda m: _say(ctx, m)}))
         options["model_tag"] = save_model(style, out_dir)
-        options["artifacts"] = None
+        options["artifacts"] = options["weights"] = None
+        options["model_sets"] = tuple(f"{k}={v}" for k, v in style.model_config.model_dump(mode="json").items() if k in model_sets)
         _say(ctx, f"stored BentoML model {options['model_tag']}")
     args = _serve_args(ctx, style_name, **options)
+    _preflight(ctx, args)
     tag = build_bento(args, style_distribution=engine.styles.get(cls.name).distribution, version=bento_version, wheels=not no_wheels)
     _say(ctx, f"built Bento {tag}: run it with `bentoml serve {tag}`")
     click.echo(tag)

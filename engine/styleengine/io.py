@@ -109,11 +109,47 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+#: Digests computed in this process: absolute path -> (size, mtime_ns, inode, sha256).
+_DIGESTS: dict[str, tuple[int, int, int, str]] = {}
+#: Digests a server's supervisor computed just before starting this worker (same stat identity only).
+_TRUSTED: dict[str, tuple[int, int, int, str]] | None = None
+ENV_VERIFIED = "STYLEENGINE_VERIFIED_DIGESTS"
+
+
+def _identity(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int, int]]:
+    st = os.stat(path)
+    return os.path.abspath(path), (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _trusted() -> dict[str, tuple[int, int, int, str]]:
+    global _TRUSTED
+    if _TRUSTED is None:
+        raw = os.environ.get(ENV_VERIFIED)
+        try:
+            _TRUSTED = {k: tuple(v) for k, v in json.loads(raw).items()} if raw else {}  # type: ignore[misc]
+        except (ValueError, AttributeError, TypeError):
+            _TRUSTED = {}
+    return _TRUSTED
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """sha256 of a file.  A server worker reuses the digest its supervisor computed moments before for
+    the very same file (same size, mtime and inode), so a large model is hashed once per start."""
     import hashlib
 
+    key, ident = _identity(path)
+    known = _trusted().get(key)
+    if known is not None and tuple(known[:3]) == ident:
+        return str(known[3])
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    _DIGESTS[key] = (*ident, digest)
+    return digest
+
+
+def verified_digests() -> dict[str, tuple[int, int, int, str]]:
+    """The digests this process computed (a supervisor hands them to its workers)."""
+    return dict(_DIGESTS)

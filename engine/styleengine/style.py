@@ -252,6 +252,16 @@ class Style:
                 "Pass --allow-random-weights to run with random weights (latency work and tests only)."
             )
 
+    @classmethod
+    def serving_defaults(cls, specs: Sequence[GraphSpec]) -> dict[str, Any]:
+        """Request-parameter defaults a server should use with graphs of these ``specs`` (exported dims).
+
+        The default is none.  A style whose Config picks a working size (a diffusion style's
+        ``resolution``) returns one inside the exported dims, so a server on small artifacts answers
+        requests that leave the parameter out and warms up at a size its graphs take.  Torch-free: it
+        sees the manifest's specs (``specs`` is empty for the torch runtime)."""
+        return {}
+
     # -- the three verbs -----------------------------------------------------------------------
     def graphs(self) -> list[GraphSpec]:
         """The exportable graphs of the current variant, over ``self.modules``."""

@@ -35,8 +35,9 @@ def root_bento(pix2pix_model, bento_home) -> str:
 def test_root_bentofile_builds_offline_and_serves(root_bento, bento_home, tmp_path):
     info = json.loads(bentoml("get", root_bento, "-o", "json", home=bento_home).stdout)  # its YAML output is not escaped
     assert info["args"]["style"] == "pix2pix" and info["args"]["runtime"] == "onnxruntime"
-    runner = next(s for s in info["services"] if s["name"] == "styleengine-runner")
-    assert runner["models"] and runner["models"][0]["tag"].startswith("styleengine-pix2pix-eval:")  # packaged
+    # One API worker: the single topology, where the API service itself holds the model.
+    api = next(s for s in info["services"] if s["name"] == "styleengine")
+    assert api["models"] and api["models"][0]["tag"].startswith("styleengine-pix2pix-eval:")  # packaged
 
     import sys
 

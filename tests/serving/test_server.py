@@ -104,7 +104,6 @@ def test_sixteen_concurrent_requests_are_batched_and_exact(server, reference):
     metrics = httpx.get(server.url("/metrics")).text
     hist = parse_histogram(metrics, "styleengine_batch_size", style="test-style")
     assert hist["+Inf"] > hist["1.0"], "the batch-size histogram shows no batch larger than 1"
-    assert "bentoml_service_adaptive_batch_size" in metrics
     assert 'styleengine_request_duration_seconds_count{endpoint="stylize"' in metrics
 
 

@@ -1,9 +1,10 @@
 """In-process tests of the serving pieces (no server): grouping, buckets, the runner core (results
 identical to unbatched inference, deadlines, queue budget, cancellation), the body limit, cancellation
-tokens and the CLI's argument checks."""
+tokens, the request guard and the CLI's argument checks."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 
@@ -100,10 +101,10 @@ def test_runner_refuses_before_ready_and_bad_sizes():
 
 
 def test_runner_needs_weights_or_permission():
+    from styleengine.serving.preflight import StartupError
     from styleengine.serving.runner import RunnerCore
-    from styleengine.style import WeightsRequiredError
 
-    with pytest.raises(WeightsRequiredError):
+    with pytest.raises(StartupError, match="test-style has no weights loaded.*--allow-random-weights"):
         RunnerCore(ServeArgs(style="test-style"))
 
 
@@ -142,41 +143,94 @@ def test_cancel_tokens():
     assert t.cancelled and t.reason == "client gone" and t.remaining() is None
 
 
-def test_body_limit_middleware():
+def _guarded_app(**kw):
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from styleengine.serving.limits import BodyLimitMiddleware
+    from styleengine.serving.guard import RequestGuard
+
+    gate = asyncio.Event()
+    seen = []
 
     async def echo(request: Request):
-        return JSONResponse({"n": len(await request.body())})
+        body = await request.body()
+        seen.append(len(body))
+        if request.query_params.get("wait"):
+            await gate.wait()
+        return JSONResponse({"n": len(body)})
 
-    app = BodyLimitMiddleware(Starlette(routes=[Route("/", echo, methods=["POST", "GET"])]), max_bytes=1000)
+    app = Starlette(routes=[Route("/stylize", echo, methods=["POST"]), Route("/healthz", echo, methods=["GET"])])
+    opts = {"max_bytes": 1000, "body_timeout_s": 0.5, "max_concurrency": 2, "timeout_s": 5.0} | kw
+    return RequestGuard(app, guarded=["/stylize"], **opts), gate, seen
+
+
+def test_guard_body_limits_and_json_errors():
+    guard, _, _ = _guarded_app()
 
     async def run():
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-            ok = await c.post("/", content=b"x" * 1000)
-            declared = await c.post("/", content=b"x" * 1001)
-
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t") as c:
             async def gen():
                 for _ in range(10):
                     yield b"x" * 300
 
-            streamed = await c.post("/", content=gen())
-            bad = await c.post("/", content=b"x", headers={"content-length": "abc"})
-            get = await c.get("/")
-            return ok, declared, streamed, bad, get
+            return (
+                await c.post("/stylize", content=b"x" * 1000),
+                await c.post("/stylize", content=b"x" * 1001),
+                await c.post("/stylize", content=gen()),
+                await c.post("/stylize", content=b"x", headers={"content-length": "abc"}),
+                await c.get("/stylize"),
+                await c.get("/healthz"),
+            )
 
-    import asyncio
-
-    ok, declared, streamed, bad, get = asyncio.run(run())
+    ok, declared, streamed, bad, get, health = asyncio.run(run())
     assert ok.status_code == 200 and ok.json() == {"n": 1000}
     assert declared.status_code == 413 and declared.json()["error"] == "request_too_large"
     assert streamed.status_code == 413 and streamed.headers["connection"] == "close"
-    assert bad.status_code == 400
-    assert get.status_code == 200
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_request"
+    assert get.status_code == 405 and get.json()["error"] == "method_not_allowed"
+    assert health.status_code == 200  # unguarded routes pass through untouched
+
+
+def test_guard_slow_bodies_hold_no_slot_and_time_out_with_408():
+    """Two trickling bodies and a full concurrency limit of 2: the fast request still gets its answer."""
+    guard, gate, seen = _guarded_app(max_concurrency=1)
+
+    async def run():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t", timeout=10) as c:
+            async def trickle():
+                for _ in range(50):
+                    yield b"x"
+                    await asyncio.sleep(0.05)  # 50 bytes over 2.5 s: past the 0.5 s receipt deadline
+
+            slow = [asyncio.create_task(c.post("/stylize", content=trickle(), headers={"content-length": "50"})) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            fast = await c.post("/stylize", content=b"abc")  # no slot is held by the slow bodies
+            return fast, await asyncio.gather(*slow)
+
+    fast, slow = asyncio.run(run())
+    assert fast.status_code == 200 and fast.json() == {"n": 3}
+    assert [r.status_code for r in slow] == [408, 408]
+    assert all(r.json()["error"] == "request_timeout" for r in slow)
+    assert seen == [3]  # the slow bodies never reached the application
+
+
+def test_guard_refuses_exactly_the_excess_with_429_and_times_out_with_504():
+    guard, gate, _ = _guarded_app(max_concurrency=2, timeout_s=0.5)
+
+    async def run():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t", timeout=10) as c:
+            held = [asyncio.create_task(c.post("/stylize?wait=1", content=b"a")) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            extra = await asyncio.gather(*[c.post("/stylize", content=b"b") for _ in range(3)])
+            return extra, await asyncio.gather(*held)
+
+    extra, held = asyncio.run(run())
+    assert [r.status_code for r in extra] == [429, 429, 429]
+    assert extra[0].json()["error"] == "too_many_requests" and "retry-after" in extra[0].headers
+    assert [r.status_code for r in held] == [504, 504] and held[0].json()["error"] == "timeout"
+    assert guard.inflight == 0  # the slots are released
 
 
 def test_serve_args_validation_and_cli_errors():

@@ -447,9 +447,10 @@ def from_uint8(array: np.ndarray) -> np.ndarray:
     return a.astype(np.float32) / np.float32(255)
 
 
-def encode_image(array: np.ndarray, format: str = "PNG", quality: int = 95) -> bytes:
+def encode_image(array: np.ndarray, format: str = "PNG", quality: int = 95, compress_level: int = 6) -> bytes:
     """Encode an ``H x W``, ``H x W x 1``, ``x 3`` (RGB) or ``x 4`` (RGBA) array, float ``[0, 1]`` or uint8,
-    as PNG (lossless), JPEG or WebP (``quality`` 1-100).  JPEG cannot hold alpha: pass RGB."""
+    as PNG (lossless; ``compress_level`` 0-9 is zlib's, PIL's default 6), JPEG or WebP (``quality`` 1-100).
+    JPEG cannot hold alpha: pass RGB."""
     fmt = _FORMAT_ALIASES.get(format.upper(), format.upper())
     if fmt not in SUPPORTED_FORMATS:
         raise ValueError(f"cannot encode {format!r}; supported: {', '.join(SUPPORTED_FORMATS)}")
@@ -460,7 +461,7 @@ def encode_image(array: np.ndarray, format: str = "PNG", quality: int = 95) -> b
         raise ValueError(f"expected an H x W, H x W x 1, H x W x 3 or H x W x 4 array, got shape {a.shape}")
     if fmt == "JPEG" and a.ndim == 3 and a.shape[2] == 4:
         raise ValueError("JPEG cannot store an alpha channel; pass an H x W x 3 array")
-    options = {} if fmt == "PNG" else {"quality": int(quality)}
+    options = {"compress_level": int(compress_level)} if fmt == "PNG" else {"quality": int(quality)}
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(a)).save(buf, fmt, **options)
     return buf.getvalue()

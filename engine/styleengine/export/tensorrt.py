@@ -25,8 +25,9 @@ from ..spec import GraphSpec
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
-    "TensorRT is not installed: install the `tensorrt` extra on a CUDA machine "
-    "(pip uninstall -y onnxruntime && pip install 'styleengine[tensorrt]'), or build the engine with trtexec"
+    "TensorRT is not installed: on a CUDA machine, from a checkout run `make install-tensorrt` "
+    "(or pip install the styleengine wheel with its `tensorrt` extra); or build the plan with the trtexec command "
+    "`engine export --trt` prints and record it with `engine import-engine`"
 )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..export.plan_import import check_profile_covers
 from ..export.tensorrt import gpu_identity, import_tensorrt, tensorrt_available
 from .base import ArtifactMismatchError, Runtime, Session, SessionOptions, check_inputs
 
@@ -53,6 +54,8 @@ class TrtSession:
         self.engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
             raise ArtifactMismatchError(f"graph {spec.name}: TensorRT could not deserialise {engine_path}")
+        # The plan's own profile, read back: an imported (trtexec-built) plan is held to the exported dims too.
+        check_profile_covers(spec.name, {n: [list(s) for s in self.engine.get_tensor_profile_shape(n, 0)] for n in spec.input_names}, spec)
         self.context = self.engine.create_execution_context()
 
     def _dtype(self, name: str) -> Any:

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MiB = 1 << 20
 
@@ -29,11 +30,29 @@ class ServeArgs(BaseModel):
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     #: Extra plugin modules to load by import path (like `engine -p`), comma separated.
     plugins: str = ""
+    model_set: dict[str, Any] = Field(
+        default_factory=dict, description="model config overrides (e.g. a diffusion style's tiny components); JSON object"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="defaults of request parameters the request leaves out; JSON object"
+    )
+
+    # -- topology -----------------------------------------------------------------------------------
+    topology: Literal["auto", "single", "split"] = Field(
+        "auto",
+        description=(
+            "single: the API process runs the model (no inter-process hop); split: API workers forward to one "
+            "runner service (several API workers feeding one GPU); auto: split when api_workers > 1, else single"
+        ),
+    )
 
     # -- batching -----------------------------------------------------------------------------------
     max_batch_size: int = Field(8, ge=1, le=256, description="most requests the runner takes in one call")
     max_latency_ms: int = Field(
         2000, ge=1, le=600_000, description="batching window and queue budget: a request queued longer gets 503"
+    )
+    linger_ms: float = Field(
+        0.0, ge=0, le=1000, description="wait this long for more requests before a batch starts (0: dispatch at once when idle)"
     )
     warmup: bool = Field(True, description="run every batch bucket once before /readyz says ready")
     warmup_delay_s: float = Field(0.0, ge=0, le=600, description="wait before warm-up starts (readiness tests)")
@@ -42,6 +61,11 @@ class ServeArgs(BaseModel):
     max_concurrency: int = Field(32, ge=1, le=100_000, description="requests in flight per API worker; more get 429")
     timeout_s: float = Field(60.0, gt=0, le=3600, description="request timeout; a request over it gets 504 and its work stops")
     api_workers: int = Field(1, ge=1, le=64)
+    body_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="receipt deadline: the whole body must arrive within it (408); no slot is held meanwhile"
+    )
+    header_timeout_s: float = Field(10.0, gt=0, le=600, description="a connection's request headers must arrive within it, else it is closed")
+    png_compress_level: int = Field(1, ge=0, le=9, description="zlib level of PNG answers (1: fast; 6: PIL's default, ~2.4x slower)")
 
     # -- input limits -------------------------------------------------------------------------------
     max_request_bytes: int = Field(40 * MiB, ge=1024, le=2048 * MiB, description="whole request body; more gets 413")
@@ -49,6 +73,24 @@ class ServeArgs(BaseModel):
     max_pixels: int = Field(4096 * 4096, ge=1, le=1 << 30, description="decoded pixels of one image")
     max_side: int = Field(8192, ge=1, le=65536, description="longest side of one image")
     max_images_per_field: int = Field(8, ge=1, le=64, description="files under a field that takes several")
+
+    @field_validator("model_set", "params", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return {}
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"expected a JSON object, got {value[:60]!r} ({exc})") from None
+        if not isinstance(value, dict):
+            raise ValueError("expected a JSON object")
+        return value
+
+    @property
+    def split(self) -> bool:
+        return self.topology == "split" or (self.topology == "auto" and self.api_workers > 1)
 
     @model_validator(mode="after")
     def _check(self) -> ServeArgs:
@@ -72,4 +114,6 @@ class ServeArgs(BaseModel):
 def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
     return str(value)

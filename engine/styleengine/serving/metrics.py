@@ -10,11 +10,33 @@ metrics are created lazily inside the workers (never at module import).
 * ``styleengine_dispatch_size{style,runtime}``: requests per runner call (what BentoML's batcher formed);
 * ``styleengine_inference_duration_seconds{style,runtime}``: one ``style_infer`` call;
 * ``styleengine_queue_duration_seconds{style,runtime}``: from the API sending a request to its chunk starting;
-* ``styleengine_rejected_total{style,runtime,reason}``: requests refused by the runner (queue timeout,
-  deadline passed) before inference.
+* ``styleengine_rejected_total{style,runtime,reason}``: requests refused before inference: by the request
+  guard (``too_many_requests``, ``request_timeout``, ``request_too_large`` ...) or the runner (queue
+  timeout, deadline passed).
+
+Metric objects are created once per process (both halves live in one process in the ``single`` topology).
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+_METRICS: dict[str, Any] = {}
+
+
+def _metric(kind: str, name: str, doc: str, labels: list[str], **kw: Any) -> Any:
+    if name not in _METRICS:
+        import prometheus_client as prom
+
+        _METRICS[name] = getattr(prom, kind)(name, doc, labels, **kw)
+    return _METRICS[name]
+
+
+def count_rejected(style: str, runtime: str, reason: str) -> None:
+    _metric("Counter", "styleengine_rejected", "Requests refused before inference", ["style", "runtime", "reason"]).labels(
+        style=style, runtime=runtime, reason=reason
+    ).inc()
+
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256)
@@ -22,11 +44,9 @@ BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256)
 
 class ApiMetrics:
     def __init__(self, style: str, runtime: str) -> None:
-        import prometheus_client as prom
-
         self.labels = {"style": style, "runtime": runtime}
-        self.request = prom.Histogram(
-            "styleengine_request_duration_seconds", "End-to-end request latency of the styleengine API",
+        self.request = _metric(
+            "Histogram", "styleengine_request_duration_seconds", "End-to-end request latency of the styleengine API",
             ["style", "runtime", "endpoint", "status"], buckets=LATENCY_BUCKETS,
         )
 
@@ -36,19 +56,16 @@ class ApiMetrics:
 
 class RunnerMetrics:
     def __init__(self, style: str, runtime: str) -> None:
-        import prometheus_client as prom
-
         self.labels = {"style": style, "runtime": runtime}
         names = ["style", "runtime"]
-        self.batch = prom.Histogram("styleengine_batch_size", "Requests per style_infer call", names, buckets=BATCH_BUCKETS)
-        self.dispatch = prom.Histogram("styleengine_dispatch_size", "Requests per runner call", names, buckets=BATCH_BUCKETS)
-        self.inference = prom.Histogram(
-            "styleengine_inference_duration_seconds", "Duration of one style_infer call", names, buckets=LATENCY_BUCKETS
+        self.batch = _metric("Histogram", "styleengine_batch_size", "Requests per style_infer call", names, buckets=BATCH_BUCKETS)
+        self.dispatch = _metric("Histogram", "styleengine_dispatch_size", "Requests per batch the batcher formed", names, buckets=BATCH_BUCKETS)
+        self.inference = _metric(
+            "Histogram", "styleengine_inference_duration_seconds", "Duration of one style_infer call", names, buckets=LATENCY_BUCKETS
         )
-        self.queue = prom.Histogram(
-            "styleengine_queue_duration_seconds", "Queue wait before a request's chunk starts", names, buckets=LATENCY_BUCKETS
+        self.queue = _metric(
+            "Histogram", "styleengine_queue_duration_seconds", "Queue wait before a request's chunk starts", names, buckets=LATENCY_BUCKETS
         )
-        self.rejected = prom.Counter("styleengine_rejected", "Requests refused by the runner before inference", [*names, "reason"])
 
     def observe_dispatch(self, n: int) -> None:
         self.dispatch.labels(**self.labels).observe(n)
@@ -61,7 +78,7 @@ class RunnerMetrics:
             q.observe(max(0.0, w))
 
     def observe_rejected(self, reason: str) -> None:
-        self.rejected.labels(reason=reason, **self.labels).inc()
+        count_rejected(self.labels["style"], self.labels["runtime"], reason)
 
 
 def parse_histogram(text: str, name: str, **labels: str) -> dict[str, float]:

@@ -1,9 +1,14 @@
 """The runner's work, independent of BentoML: load the style and its sessions, warm up, run batches.
 
-``RunnerCore`` is what the batchable runner service (``styleengine.serving.service.StyleRunner``)
-delegates to; tests drive it in-process too.
+``RunnerCore`` is what the service's model process delegates to (the API service itself in the
+``single`` topology, the runner service in ``split``); tests drive it in-process too.
 
-Start-up (on a background thread, so ``/livez`` answers at once and ``/readyz`` waits):
+Construction runs the preflight (:mod:`.preflight`) and builds the style from its plan: exported runtimes
+load nothing but the artifact folder.  A failure raises :class:`StartupError` (one line).
+
+Start-up (on a background thread, so ``/livez`` answers at once and ``/readyz`` waits); each step is logged,
+each warm-up bucket before and after it runs, so a slow start is visible.  A failure calls ``on_failure``
+(the service stops the whole server: :mod:`.lifecycle`):
 
 1. optional ``warmup_delay_s`` (readiness tests);
 2. for TensorRT: every engine in the artifacts is checked against this GPU and TensorRT version
@@ -12,7 +17,7 @@ Start-up (on a background thread, so ``/livez`` answers at once and ``/readyz`` 
    first deployment on a new GPU builds once and later starts are cache hits;
 3. sessions open (the manifest is checked: style, variant, weights);
 4. **warm-up**: ``style_infer`` runs once at every batch bucket (see :mod:`.batching`) on synthetic
-   requests at the graphs' optimal size.  A bucket that fails is dropped (logged) and larger ones with it,
+   requests at the graphs' optimal size, with the server's request defaults (inside the exported dims).  A bucket that fails is dropped (logged) and larger ones with it,
    so the runner never forms a batch its graphs cannot take; if batch size 1 fails, start-up fails and
    ``/livez`` turns unhealthy.
 
@@ -30,6 +35,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +47,10 @@ from ..data import from_uint8, to_uint8
 from ..spec import GraphSpec
 from .args import ServeArgs
 from .batching import bucket_sizes, group_key, plan_chunks
+from .preflight import StartupError, graph_batch_max, warm_size
 
 log = logging.getLogger("styleengine.serving")
 
-ARTIFACTS_DIR = "artifacts"
-WEIGHTS_DIR = "weights"
 
 
 class RunnerItem(BaseModel):
@@ -68,6 +73,7 @@ class RunnerOutput(BaseModel):
     error: str | None = None
     detail: str | None = None
     image: Any = None  # HxWx3 uint8
+    images: list[Any] | None = None  # several outputs (StyleResult.images), each HxWx3 uint8
     seed: int | None = None
     batch_size: int = 0  # requests in the style_infer call this one ran in
     dispatch_size: int = 0  # requests in the runner call (what BentoML's batcher formed)
@@ -76,38 +82,21 @@ class RunnerOutput(BaseModel):
     info: dict[str, Any] = Field(default_factory=dict)
 
 
-class StartupError(RuntimeError):
-    pass
-
-
-def graph_batch_max(specs: list[GraphSpec]) -> int | None:
-    """The smallest batch-dim maximum over the graphs (None when no graph has a batch dim)."""
-    maxima = [s.dims[s.batch_dim].max for s in specs if s.batch_dim and s.batch_dim in s.dims]
-    return min(maxima) if maxima else None
-
-
-def warm_size(style: Any, specs: list[GraphSpec]) -> tuple[int, int]:
-    """The image size warm-up uses: the graphs' optimal height/width when they declare them."""
-    h = w = 64
-    for s in specs:
-        dims = s.dims
-        if "height" in dims and "width" in dims:
-            h, w = dims["height"].opt, dims["width"].opt
-            break
-    c = style.inputs
-    h = min(max(h, c.min_side), c.max_side)
-    w = min(max(w, c.min_side), c.max_side)
-    return h, w
-
-
 class RunnerCore:
-    def __init__(self, args: ServeArgs, model_dir: str | Path | None = None, engine: Any = None, metrics: Any = None) -> None:
+    """Load, warm up and run one style.  ``on_failure(reason)`` is called when start-up fails (the
+    service stops the server through :func:`styleengine.serving.lifecycle.fail_startup`)."""
+
+    def __init__(self, args: ServeArgs, model_dir: str | Path | None = None, engine: Any = None, metrics: Any = None,
+                 on_failure: Callable[[str], None] | None = None) -> None:
+        from ..loading import LoadError, load_style
         from ..plugins import get_engine
+        from . import preflight
 
         self.args = args
         self.engine = engine or get_engine(extra_plugins=[p for p in args.plugins.split(",") if p.strip()])
         self.model_dir = Path(model_dir) if model_dir else None
         self.metrics = metrics
+        self.on_failure = on_failure
         self.state = "starting"
         self.error: str | None = None
         self.sessions: dict[str, Any] | None = None
@@ -115,7 +104,15 @@ class RunnerCore:
         self.runtime = self.engine.runtimes.resolve(args.runtime)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.style = self._load_style()
+        self.plan = preflight.plan(self.engine, args, self.model_dir)
+        self.manifest = self.plan.manifest
+        self.random_weights = self.plan.random_weights
+        try:
+            self.style = load_style(self.engine, self.plan)
+        except LoadError as exc:
+            raise StartupError(str(exc)) from None
+        #: What a request gets for parameters it leaves out (the style's serving defaults, then --params).
+        self.defaults = preflight.request_defaults(type(self.style), args, self._manifest_specs())
 
     # -- start-up ------------------------------------------------------------------------------
     @property
@@ -127,47 +124,7 @@ class RunnerCore:
         return self.state == "failed"
 
     def artifacts_dir(self) -> Path | None:
-        if self.args.artifacts:
-            return Path(self.args.artifacts)
-        if self.model_dir is not None:
-            sub = self.model_dir / ARTIFACTS_DIR
-            return sub if sub.is_dir() else self.model_dir
-        return None
-
-    def _load_style(self) -> Any:
-        from ..export.manifest import Manifest
-
-        cls = self.engine.style_class(self.args.style)
-        art = self.artifacts_dir()
-        manifest = Manifest.load(art) if art is not None and (art / "manifest.json").is_file() else None
-        model_config = manifest.model_config_ if manifest else None
-        variant = self.args.variant or (manifest.variant if manifest else None)
-        style = cls(model_config or None, variant=variant)
-        self.manifest = manifest
-        needs_artifacts = self.engine.runtime_class(self.runtime).needs != "module"
-        weights = self.args.weights
-        if weights is None and self.model_dir is not None and (self.model_dir / WEIGHTS_DIR).is_dir():
-            weights = str(self.model_dir / WEIGHTS_DIR)
-        if weights and (not needs_artifacts or self.args.weights):
-            # torch runs the style's modules, which need the weights; ONNX / TensorRT sessions do not (an
-            # explicit --weights is still loaded there, so the manifest's weights hash is checked against it).
-            from ..weights import resolve
-
-            style.load_weights(resolve(weights))
-        if needs_artifacts:
-            if manifest is None:
-                raise StartupError(
-                    f"runtime {self.runtime} needs exported artifacts: run `engine export {cls.name} --bento-model` "
-                    "and serve with --model TAG, or pass --artifacts DIR"
-                )
-            if not manifest.weights and not self.args.allow_random_weights:
-                raise StartupError(
-                    f"the artifacts of {cls.name} were exported from random weights; pass allow_random_weights=true "
-                    "(tests, latency work) or export trained weights"
-                )
-        else:
-            style.require_weights(self.args.allow_random_weights)
-        return style
+        return self.plan.artifacts
 
     def start(self, background: bool = True) -> None:
         if background:
@@ -180,10 +137,12 @@ class RunnerCore:
         self._stop.set()
 
     def _startup(self) -> None:
+        t0 = time.perf_counter()
         try:
             if self.args.warmup_delay_s and self._stop.wait(self.args.warmup_delay_s):
                 return
             self.state = "loading"
+            log.info("styleengine runner: opening %s sessions for %s (%s)", self.runtime, self.style.name, self.style.variant)
             self.sessions = self._open_sessions()
             specs = self._specs()
             self.buckets = bucket_sizes(self.args.max_batch_size, graph_batch_max(specs))
@@ -191,16 +150,24 @@ class RunnerCore:
                 self.state = "warming"
                 self._warmup(specs)
             self.state = "ready"
-            log.info("styleengine runner ready: %s on %s, batch buckets %s", self.style.name, self.runtime, list(self.buckets))
-        except Exception as exc:  # noqa: BLE001 - reported through /livez and the log
-            self.error = f"{type(exc).__name__}: {exc}"
+            log.info("styleengine runner ready in %.1f s: %s on %s, batch buckets %s%s", time.perf_counter() - t0, self.style.name,
+                     self.runtime, list(self.buckets), " (RANDOM WEIGHTS)" if self.random_weights else "")
+        except Exception as exc:  # noqa: BLE001 - reported through /livez, the log and on_failure
+            self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StartupError) else str(exc)
             self.state = "failed"
-            log.exception("styleengine runner failed to start")
+            log.debug("styleengine runner failed to start", exc_info=True)
+            if self.on_failure is not None:
+                self.on_failure(self.error)
+            else:
+                log.error("styleengine runner failed to start: %s", self.error)
+
+    def _manifest_specs(self) -> list[GraphSpec]:
+        from .preflight import manifest_specs
+
+        return manifest_specs(self.plan, self.engine)
 
     def _specs(self) -> list[GraphSpec]:
-        if self.manifest is not None and self.engine.runtime_class(self.runtime).needs != "module":
-            return [GraphSpec.from_dict(r.spec) for r in self.manifest.graphs.values()]
-        return list(self.style.graphs())
+        return self._manifest_specs() or list(self.style.graphs())
 
     def _open_sessions(self) -> dict[str, Any]:
         from ..runtime.base import SessionOptions
@@ -212,7 +179,13 @@ class RunnerCore:
         device = self.args.device
         if self.runtime == "tensorrt" and not device.startswith("cuda"):
             device = "cuda"  # engines run on the GPU whatever the default device says
-        options = SessionOptions(device=device, precision=self.args.precision)
+        if not self.plan.torch_graphs(self.engine) and device == "cpu":
+            # The pipeline's own torch ops are small; a full torch thread pool spinning after each of them
+            # steals the CPU ONNX Runtime needs (measured: 9 ms per call at batch 1).
+            import torch
+
+            torch.set_num_threads(1)
+        options = SessionOptions(device=device, precision=self.args.precision, extra={"allow_spinning": False})
         return open_sessions(self.engine, self.style, self.runtime, artifacts=art, options=options)
 
     def _warmup(self, specs: list[GraphSpec]) -> None:
@@ -220,7 +193,7 @@ class RunnerCore:
 
         h, w = warm_size(self.style, specs)
         rng = np.random.default_rng(0)
-        cfg = self.style.Config()
+        cfg = self.style.parse_config(self.defaults)
         usable: list[int] = []
         for b in self.buckets:
             reqs = []
@@ -231,6 +204,7 @@ class RunnerCore:
                     images[f.name] = [img] if f.multiple else img
                 texts = {t.name: "warm-up" for t in self.style.inputs.texts}
                 reqs.append(StyleRequest(images=images, texts=texts, seed=i, id=f"warmup-{b}-{i}"))
+            log.info("warm-up: batch %d at %dx%d (buckets %s) ...", b, w, h, list(self.buckets))
             t0 = time.perf_counter()
             try:
                 results = self.engine.hook.style_infer(style=self.style, sessions=self.sessions, batch=reqs, cfg=cfg)
@@ -238,11 +212,11 @@ class RunnerCore:
                     raise RuntimeError(f"style_infer returned {len(results)} results for {b} requests")
             except Exception as exc:
                 if b == 1:
-                    raise StartupError(f"warm-up failed at batch size 1: {type(exc).__name__}: {exc}") from exc
+                    raise StartupError(f"warm-up failed at batch size 1 ({w}x{h}, parameters {self.defaults}): {type(exc).__name__}: {exc}") from exc
                 log.warning("warm-up at batch size %d failed (%s: %s); serving with batch sizes %s", b, type(exc).__name__, exc, usable)
                 break
             usable.append(b)
-            log.info("warm-up: batch %d at %dx%d in %.0f ms", b, w, h, (time.perf_counter() - t0) * 1000)
+            log.info("warm-up: batch %d at %dx%d done in %.0f ms", b, w, h, (time.perf_counter() - t0) * 1000)
         self.buckets = tuple(usable)
 
     # -- serving -------------------------------------------------------------------------------
@@ -307,6 +281,7 @@ class RunnerCore:
                 res = results[j]  # type: ignore[index]
                 outputs[i] = RunnerOutput(
                     image=to_uint8(np.asarray(res.image)), seed=res.seed if res.seed is not None else it.seed,
+                    images=[to_uint8(np.asarray(a)) for a in res.images] if getattr(res, "images", None) else None,
                     info=_json_safe(res.info), **common,
                 )
         return [o if o is not None else RunnerOutput(id=items[k].id, status=500, error="internal", detail="no result") for k, o in enumerate(outputs)]

@@ -41,7 +41,6 @@ from pydantic import ConfigDict, Field, ValidationError, create_model
 
 from ..data import ImageDecodeError, ImageLimits, decode_image, from_uint8, to_uint8
 from .errors import ApiError
-from .limits import BodyTooLarge
 
 SEED_MAX = 2**63 - 1
 ACCEPTED_IMAGE_TYPES = "image/png, image/jpeg, image/webp"
@@ -51,6 +50,8 @@ ACCEPTED_IMAGE_TYPES = "image/png, image/jpeg, image/webp"
 class RequestLimits:
     image: ImageLimits
     max_images_per_field: int = 8
+    #: The server's defaults for parameters a request leaves out (``styleengine.serving.preflight.request_defaults``).
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,6 +149,10 @@ def build_input_model(style_cls: Any, limits: RequestLimits) -> type:
     for name, info in style_cls.Config.model_fields.items():
         if name in fields or name == "seed":
             raise ValueError(f"style {style_cls.name}: parameter {name!r} has the name of an input field; rename one of them")
+        if name in limits.defaults:  # this server's default, shown in OpenAPI and the playground
+            from pydantic.fields import FieldInfo
+
+            info = FieldInfo.merge_field_infos(info, default=limits.defaults[name])
         fields[name] = (info.annotation, info)
     seeded = style_cls.inputs.seeded
     fields["seed"] = (
@@ -191,8 +196,6 @@ async def parse_request(request: Any, style_cls: Any, limits: RequestLimits) -> 
                                   max_part_size=max(64 * 1024, 4 * max_text))
     except HTTPException as exc:
         raise ApiError(400, "invalid_multipart", f"malformed multipart body: {exc.detail}") from None
-    except BodyTooLarge:  # the limit middleware answers 413 (and closes the connection)
-        raise ApiError(413, "request_too_large", "request body too large") from None
     except Exception as exc:  # MultiPartException outside an app, parser errors
         raise ApiError(400, "invalid_multipart", f"malformed multipart body: {exc}") from None
 
@@ -244,7 +247,7 @@ async def parse_request(request: Any, style_cls: Any, limits: RequestLimits) -> 
             raise ApiError(422, "missing_field", f"field {name!r} is required: {t.description or 'text'}", field=name)
 
     try:
-        cfg = style_cls.Config(**params)
+        cfg = style_cls.Config(**{**limits.defaults, **params})
     except ValidationError as exc:
         fld, detail, errors = _first_error(exc)
         raise ApiError(422, "invalid_parameter", detail, field=fld, extra={"errors": errors}) from None

@@ -4,26 +4,29 @@
         --arg model=styleengine-test-style-default:latest --arg allow_random_weights=true
     engine serve test-style --runtime onnxruntime         # the same, with checks and loopback defaults
 
-Two services, started together by ``bentoml serve``:
+``StyleAPI`` (public): ``POST /stylize`` (the image: PNG, or JPEG by ``Accept``; JSON with ``Accept:
+application/json``) and ``POST /stylize.json``, the playground at ``/ui``, ``/readyz`` / ``/livez``,
+``/metrics``.  The input model is generated from the style (:mod:`.schema`), so OpenAPI documents every
+parameter.  :class:`~styleengine.serving.guard.RequestGuard` enforces body limits and deadlines, the
+concurrency limit and the timeout before a request reaches the endpoint; :mod:`.protocol` closes
+connections whose headers do not arrive in time.
 
-``StyleAPI`` (public)
-    ``POST /stylize`` (image out: PNG, or JPEG by ``Accept``; JSON with ``Accept: application/json``) and
-    ``POST /stylize.json`` (JSON: base64 image, seed used, timings, batch size).  The input model is
-    generated from the style (:mod:`.schema`), so OpenAPI documents every parameter.  Traffic limits are
-    BentoML's: ``max_concurrency`` (more requests in flight get 429) and ``timeout`` (504, and the
-    request's deadline travels to the runner, which stops the work).  Bodies over ``max_request_bytes`` get
-    413 before they are read (:mod:`.limits`).  ``/ui`` is the playground (:mod:`.ui`); ``/readyz`` is
-    ready once the runner has warmed up (BentoML's runner probe asks the runner's ``/readyz``).
+**Topologies** (``topology`` argument; measured in ``benchmarks/results``):
 
-``StyleRunner`` (internal, batchable)
-    ``infer(items)`` with ``@bentoml.api(batchable=True, max_batch_size=..., max_latency_ms=...)``:
-    BentoML's adaptive batcher queues calls from the API workers and hands them over together;
-    :class:`~styleengine.serving.runner.RunnerCore` groups them by sizes and parameters, splits them into
-    warmed-up bucket sizes and calls ``engine.hook.style_infer`` once per chunk, so plugin wrappers
-    (timing, watermarks, safety filters) apply.  The exported model is declared as a ``BentoModel`` so
-    ``bentoml build`` packages it into the Bento.
+``single`` (the default with one API worker)
+    The API process runs the model: requests go to a :class:`~styleengine.serving.batcher.Batcher` in the
+    same process, which dispatches at once when the model is idle and batches whatever queued while it was
+    busy.  No inter-process hop, no pickling, one process with torch.
+``split`` (the default with several API workers)
+    API workers forward each request to one ``StyleRunner`` service (``bentoml.depends``), whose own
+    Batcher feeds the model: several processes decode and encode for one model (a GPU fed by many CPUs).
 
-Arguments: :class:`~styleengine.serving.args.ServeArgs`.
+Either way :class:`~styleengine.serving.runner.RunnerCore` groups the batch by sizes and parameters and
+calls ``engine.hook.style_infer`` per bucket, so plugin wrappers apply.  The model is a ``BentoModel`` on
+the service that runs it, so ``bentoml build`` packages it.
+
+Start-up: the module runs the torch-free preflight when BentoML's supervisor imports it, before any worker
+starts; a worker whose start-up fails stops the whole server with its reason (:mod:`.lifecycle`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -42,74 +46,88 @@ from pydantic import BaseModel, Field
 
 from ..data import ImageLimits, encode_image
 from ..plugins import get_engine
+from . import lifecycle, preflight, protocol
 from .args import ServeArgs
 from .errors import ApiError
-from .limits import BodyLimitMiddleware
-from .runner import RunnerCore, RunnerItem, RunnerOutput
+from .guard import RequestGuard
+from .runner import RunnerItem, RunnerOutput
 from .schema import ParsedRequest, RequestLimits, build_input_model, negotiate, take_parsed
 from .ui import make_app, style_info
 
 log = logging.getLogger("styleengine.serving")
+if log.level == logging.NOTSET:  # BentoML configures its own loggers; ours report start-up and warm-up
+    log.setLevel(logging.INFO)
 
 ARGS: ServeArgs = bentoml.use_arguments(ServeArgs)
+lifecycle.install_supervisor_handler()
+protocol.install(ARGS.header_timeout_s)
 ENGINE = get_engine(extra_plugins=[p.strip() for p in ARGS.plugins.split(",") if p.strip()])
 STYLE_CLS: Any = ENGINE.style_class(ARGS.style)
 RUNTIME: str = ENGINE.runtimes.resolve(ARGS.runtime)
+SPLIT = ARGS.split
+
+
+def _preflight() -> tuple[Path | None, Any]:
+    try:
+        model_dir = preflight.model_dir_of(ARGS.model)
+        return model_dir, preflight.preflight(ENGINE, ARGS, model_dir, hand_over=not lifecycle.is_worker())
+    except preflight.StartupError as exc:
+        if lifecycle.is_worker():
+            lifecycle.fail_startup(str(exc))
+        print(f"error: the server cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(lifecycle.STARTUP_FAILED) from None
+
+
+MODEL_DIR, PLAN = _preflight()
+_SPECS = preflight.manifest_specs(PLAN, ENGINE)
 LIMITS = RequestLimits(
     image=ImageLimits(max_bytes=ARGS.max_image_bytes, max_pixels=ARGS.max_pixels, max_side=min(ARGS.max_side, 65536)),
     max_images_per_field=ARGS.max_images_per_field,
+    defaults=preflight.request_defaults(STYLE_CLS, ARGS, _SPECS),
 )
 StylizeRequest = build_input_model(STYLE_CLS, LIMITS)
-
-
-def _model_ref(tag: str | None) -> Any:
-    """The BentoModel for ``tag``, checked to exist locally first: a missing model must be a clear
-    error, not an attempt to fetch it from BentoCloud."""
-    if not tag:
-        return None
-    try:
-        stored = bentoml.models.get(tag)
-    except bentoml.exceptions.NotFound:
-        raise bentoml.exceptions.NotFound(
-            f"model {tag!r} is not in the BentoML model store; create it with "
-            f"`engine export {STYLE_CLS.name} --bento-model` (or `engine bento build`)"
-        ) from None
-    return bentoml.models.BentoModel(stored.tag)
-
-
-MODEL = _model_ref(ARGS.model)
+MODEL = bentoml.models.BentoModel(bentoml.models.get(ARGS.model).tag) if ARGS.model else None
+ENDPOINTS = ("/stylize", "/stylize.json")
 
 
 class StylizeResult(BaseModel):
     """``POST /stylize.json``: the result image and how it was made."""
 
-    image: str = Field(description="the result image, base64")
+    image: str = Field(description="the result image, base64 (for several outputs: a grid of them)")
+    images: list[str] | None = Field(None, description="every output image, base64, when the style made several")
     format: str = Field(description="png or jpeg")
     width: int
     height: int
     seed: int | None = Field(description="the seed used (null for deterministic styles)")
     batch_size: int = Field(description="requests in the inference call this one ran in")
-    dispatch_size: int = Field(description="requests the batcher handed to the runner together")
+    dispatch_size: int = Field(description="requests the batcher handed to the model together")
     timings: dict[str, float] = Field(description="queue_ms, inference_ms, total_ms (server side)")
     style: str
     runtime: str
+    random_weights: bool = Field(False, description="true when the model has random weights (tests, latency work)")
 
 
-# -- the batchable runner ------------------------------------------------------------------------------
-_runner_attrs: dict[str, Any] = {"__doc__": "Internal: batched inference for the styleengine API."}
-if MODEL is not None:
-    _runner_attrs["model"] = MODEL
+def _model_core() -> Any:
+    """RunnerCore + Batcher for the process that runs the model; start-up failures stop the server."""
+    from .batcher import Batcher
+    from .metrics import RunnerMetrics
+    from .runner import RunnerCore
+
+    try:
+        core = RunnerCore(ARGS, MODEL_DIR, engine=ENGINE, metrics=RunnerMetrics(STYLE_CLS.name, RUNTIME), on_failure=lifecycle.fail_startup)
+    except Exception as exc:  # noqa: BLE001 - weights that do not load, a broken plugin: stop, never respawn
+        log.debug("start-up failed", exc_info=True)
+        lifecycle.fail_startup(str(exc) if isinstance(exc, preflight.StartupError | ValueError | OSError) else f"{type(exc).__name__}: {exc}")
+        raise
+    batcher: Batcher[RunnerItem, RunnerOutput] = Batcher(core.run_batch, max_batch_size=ARGS.max_batch_size, linger_ms=ARGS.linger_ms)
+    core.start(background=True)
+    return core, batcher
 
 
+# -- split topology: the runner service ----------------------------------------------------------------------
 class _Runner:
-    model: Any = None
-
     def __init__(self) -> None:
-        from .metrics import RunnerMetrics
-
-        model_dir = Path(self.model.path) if MODEL is not None else None
-        self.core = RunnerCore(ARGS, model_dir, engine=ENGINE, metrics=RunnerMetrics(STYLE_CLS.name, RUNTIME))
-        self.core.start(background=True)
+        self.core, self.batcher = _model_core()
 
     def __is_ready__(self) -> bool:
         return self.core.ready
@@ -117,46 +135,46 @@ class _Runner:
     def __is_alive__(self) -> bool:
         return not self.core.failed
 
-    @bentoml.api(batchable=ARGS.max_batch_size > 1, max_batch_size=max(2, ARGS.max_batch_size), max_latency_ms=ARGS.max_latency_ms)
-    def infer(self, items: list[RunnerItem]) -> list[RunnerOutput]:
-        return self.core.run_batch(items)
+    @bentoml.api
+    async def infer(self, item: RunnerItem) -> RunnerOutput:
+        return await self.batcher.submit(item)
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
         self.core.stop()
+        self.batcher.close()
 
 
-StyleRunner = bentoml.service(
-    name="styleengine-runner",
-    workers=1,
-    traffic={"timeout": ARGS.timeout_s + 30},
-)(type("StyleRunner", (_Runner,), _runner_attrs))
+if SPLIT:
+    StyleRunner: Any = bentoml.service(name="styleengine-runner", workers=1, traffic={"timeout": ARGS.timeout_s + 30})(
+        type("StyleRunner", (_Runner,), {"__doc__": "Internal: batched inference for the styleengine API.", **({"model": MODEL} if MODEL else {})})
+    )
 
 
 # -- the public API ----------------------------------------------------------------------------------------
-@bentoml.asgi_app(make_app(style_info(STYLE_CLS, ARGS, LIMITS.max_images_per_field)), path="/ui", name="playground")
-@bentoml.service(
-    name="styleengine",
-    workers=ARGS.api_workers,
-    traffic={"timeout": ARGS.timeout_s, "max_concurrency": ARGS.max_concurrency},
-    http={"host": "127.0.0.1"},
-)
-class StyleAPI:
+class _API:
     """styleengine: image style transfer.  POST /stylize with the style's image fields (multipart) and
     parameters; the playground is at /ui."""
-
-    runner = bentoml.depends(StyleRunner)
 
     def __init__(self) -> None:
         from .metrics import ApiMetrics
 
         self.metrics = ApiMetrics(STYLE_CLS.name, RUNTIME)
+        self.core = self.batcher = None
+        if not SPLIT:
+            self.core, self.batcher = _model_core()
+
+    def __is_ready__(self) -> bool:
+        return SPLIT or self.core.ready
+
+    def __is_alive__(self) -> bool:
+        return SPLIT or not self.core.failed
 
     @bentoml.api(route="/stylize", input_spec=StylizeRequest)
     async def stylize(self, ctx: bentoml.Context, **params: Any) -> Annotated[Path, ContentType("image/png")]:
         """Stylise the uploaded image(s).  Answers the image (PNG; JPEG with ``Accept: image/jpeg``; the
         JSON of /stylize.json with ``Accept: application/json``).  Headers: ``X-Seed``, ``X-Batch-Size``,
-        ``Server-Timing`` (queue, inference, total)."""
+        ``Server-Timing`` (queue, inference, total), ``X-Random-Weights`` when the model is untrained."""
         return await self._handle(ctx, "stylize", json_endpoint=False)
 
     @bentoml.api(route="/stylize.json", input_spec=StylizeRequest, output_spec=StylizeResult)
@@ -164,6 +182,12 @@ class StyleAPI:
         """Like /stylize, answered as JSON: the image as base64 (PNG; JPEG with ``?format=jpeg``), the seed
         used, server timings and the batch size the request ran in."""
         return await self._handle(ctx, "stylize.json", json_endpoint=True)
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        if self.core is not None:
+            self.core.stop()
+            self.batcher.close()
 
     async def _handle(self, ctx: bentoml.Context, endpoint: str, json_endpoint: bool) -> Any:
         import anyio.to_thread
@@ -176,9 +200,16 @@ class StyleAPI:
             t_start = parsed.received
             request = ctx.request
             kind = negotiate(request.headers.get("accept"), json_endpoint, request.query_params.get("format"))
-            out, round_trip = await self._run(parsed)
+            deadline = getattr(request.state, "styleengine_deadline", None) or time.time() + ARGS.timeout_s
+            out, round_trip = await self._run(parsed, deadline)
             fmt = "jpeg" if kind.startswith("jpeg") else "png"
-            data = await anyio.to_thread.run_sync(lambda: encode_image(out.image, fmt.upper(), quality=90))
+            images = out.images or []
+
+            def encode() -> tuple[bytes, list[bytes]]:
+                enc = lambda a: encode_image(a, fmt.upper(), quality=90, compress_level=ARGS.png_compress_level)  # noqa: E731
+                return enc(out.image), [enc(a) for a in images] if kind.endswith("json") else []
+
+            data, extra = await anyio.to_thread.run_sync(encode)
             total_ms = (time.perf_counter() - t_start) * 1000
             timings = {
                 "queue_ms": round(max(0.0, round_trip * 1000 - out.inference_ms), 3),
@@ -194,19 +225,24 @@ class StyleAPI:
             }
             if out.seed is not None:
                 headers["X-Seed"] = str(out.seed)
+            if PLAN.random_weights:
+                headers["X-Random-Weights"] = "true"
             status = 200
             if kind in ("png", "jpeg"):
                 return Response(data, media_type=f"image/{fmt}", headers=headers)
             body = StylizeResult(
-                image=base64.b64encode(data).decode(), format=fmt, width=w, height=h, seed=out.seed,
-                batch_size=out.batch_size, dispatch_size=out.dispatch_size, timings=timings,
-                style=STYLE_CLS.name, runtime=RUNTIME,
+                image=base64.b64encode(data).decode(), images=[base64.b64encode(b).decode() for b in extra] or None, format=fmt,
+                width=w, height=h, seed=out.seed, batch_size=out.batch_size, dispatch_size=out.dispatch_size, timings=timings,
+                style=STYLE_CLS.name, runtime=RUNTIME, random_weights=PLAN.random_weights,
             )
-            return JSONResponse(body.model_dump(), headers=headers)
+            dumped = body.model_dump()  # seed stays (null for deterministic styles, as documented)
+            if dumped["images"] is None:
+                del dumped["images"]
+            return JSONResponse(dumped, headers=headers)
         except ApiError as exc:
             status = exc.status
             return exc.response()
-        except asyncio.CancelledError:  # BentoML's timeout middleware answers 504 and cancels us
+        except asyncio.CancelledError:  # the guard's timeout answers 504 and cancels us
             status = 504
             raise
         finally:
@@ -214,40 +250,14 @@ class StyleAPI:
             ctx.response.status_code = status
             self.metrics.observe_request(endpoint, status, time.perf_counter() - t_start)
 
-    async def _run(self, parsed: ParsedRequest) -> tuple[RunnerOutput, float]:
-        from bentoml.exceptions import BentoMLException
-
-        elapsed = time.perf_counter() - parsed.received
-        now = time.time()
+    async def _run(self, parsed: ParsedRequest, deadline: float) -> tuple[RunnerOutput, float]:
         item = RunnerItem(
             id=uuid.uuid4().hex, images=parsed.images, texts=parsed.texts, params=parsed.params, seed=parsed.seed,
-            sent_at=now, deadline=now + max(0.0, ARGS.timeout_s - elapsed),
+            sent_at=time.time(), deadline=deadline,
         )
         t0 = time.perf_counter()
-        for attempt in range(2):
-            try:
-                outs = await self.runner.to_async.infer([item])
-                break
-            except BentoMLException as exc:
-                code = int(getattr(exc, "error_code", 500))
-                if code == 503:
-                    raise ApiError(503, "overloaded", "the server is overloaded: the request could not be queued in time; retry later",
-                                   headers={"Retry-After": "1"}) from None
-                if code == 504:
-                    raise ApiError(504, "timeout", "the request timed out") from None
-                log.error("runner call failed: %s", exc)
-                raise ApiError(502, "runner_error", "the inference runner failed; the server log has the details") from None
-            except Exception as exc:  # noqa: BLE001 - transport errors between the API and the runner
-                # A pooled keep-alive connection the runner has just closed fails on write: the request never
-                # reached the runner, so it is sent again once (inference is stateless, a repeat is harmless).
-                if attempt == 0 and _transport_error(exc):
-                    log.warning("runner connection failed (%s: %s); retrying once", type(exc).__name__, exc)
-                    continue
-                log.error("runner call failed: %s: %s", type(exc).__name__, exc)
-                raise ApiError(502, "runner_unavailable", "the inference runner could not be reached; retry later",
-                               headers={"Retry-After": "1"}) from None
+        out = await (self._remote(item) if SPLIT else self.batcher.submit(item))
         round_trip = time.perf_counter() - t0
-        out = outs[0]
         if isinstance(out, dict):
             out = RunnerOutput.model_validate(out)
         if out.status != 200:
@@ -255,18 +265,52 @@ class StyleAPI:
             raise ApiError(out.status, out.error or "error", out.detail or "", headers=headers)
         return out, round_trip
 
+    async def _remote(self, item: RunnerItem) -> RunnerOutput:
+        from bentoml.exceptions import BentoMLException
 
-def _transport_error(exc: BaseException) -> bool:
-    try:
-        import aiohttp
+        try:
+            return await self.runner.to_async.infer(item)  # type: ignore[attr-defined]
+        except BentoMLException as exc:
+            code = int(getattr(exc, "error_code", 500))
+            if code == 503:
+                raise ApiError(503, "overloaded", "the server is overloaded: the request could not be queued in time; retry later",
+                               headers={"Retry-After": "1"}) from None
+            if code == 504:
+                raise ApiError(504, "timeout", "the request timed out") from None
+            log.error("runner call failed: %s", exc)
+            raise ApiError(502, "runner_error", "the inference runner failed; the server log has the details") from None
+        except Exception as exc:  # noqa: BLE001 - transport errors between the API and the runner
+            log.error("runner call failed: %s: %s", type(exc).__name__, exc)
+            raise ApiError(502, "runner_unavailable", "the inference runner could not be reached; retry later",
+                           headers={"Retry-After": "1"}) from None
 
-        if isinstance(exc, aiohttp.ClientError):
-            return True
-    except ImportError:  # pragma: no cover - aiohttp is a BentoML dependency
-        pass
-    import httpx
 
-    return isinstance(exc, OSError | httpx.TransportError)
+_api_attrs: dict[str, Any] = {"__doc__": _API.__doc__}
+if SPLIT:
+    _api_attrs["runner"] = bentoml.depends(StyleRunner)
+elif MODEL is not None:
+    _api_attrs["model"] = MODEL
+_info = style_info(STYLE_CLS, ARGS, LIMITS.max_images_per_field, defaults=LIMITS.defaults, random_weights=PLAN.random_weights)
+
+StyleAPI: Any = bentoml.asgi_app(make_app(_info), path="/ui", name="playground")(
+    bentoml.service(
+        name="styleengine",
+        workers=ARGS.api_workers,
+        # The guard enforces timeout_s and max_concurrency itself (after the body arrived); BentoML's
+        # timeout is only a backstop, and its max_concurrency would count bodies still arriving.
+        traffic={"timeout": ARGS.timeout_s + ARGS.body_timeout_s + 30},
+        http={"host": "127.0.0.1"},
+    )(type("StyleAPI", (_API,), _api_attrs))
+)
 
 
-StyleAPI.add_asgi_middleware(BodyLimitMiddleware, max_bytes=ARGS.max_request_bytes)
+def _rejected(code: str) -> None:
+    from .metrics import count_rejected
+
+    count_rejected(STYLE_CLS.name, RUNTIME, code)
+
+
+StyleAPI.add_asgi_middleware(
+    RequestGuard, guarded=ENDPOINTS, max_bytes=ARGS.max_request_bytes, body_timeout_s=ARGS.body_timeout_s,
+    max_concurrency=ARGS.max_concurrency, timeout_s=ARGS.timeout_s, on_reject=_rejected,
+)

@@ -25,11 +25,17 @@ SECURITY_HEADERS = {
 }
 
 
-def style_info(style_cls: Any, args: Any, max_images_per_field: int) -> dict[str, Any]:
+def style_info(style_cls: Any, args: Any, max_images_per_field: int, *, defaults: dict[str, Any] | None = None,
+               random_weights: bool = False) -> dict[str, Any]:
     """What the playground (and any client) needs to build a request for this deployment."""
     c = style_cls.inputs
+    params = style_cls.Config.model_json_schema()
+    for name, value in (defaults or {}).items():  # this server's defaults
+        if name in params.get("properties", {}):
+            params["properties"][name]["default"] = value
     return {
         "style": style_cls.name,
+        "random_weights": random_weights,
         "description": style_cls.description,
         "runtime": args.runtime,
         "variant": args.variant,
@@ -40,7 +46,7 @@ def style_info(style_cls: Any, args: Any, max_images_per_field: int) -> dict[str
             for f in c.images
         ],
         "texts": [{"name": t.name, "description": t.description, "required": t.required, "max_length": t.max_length} for t in c.texts],
-        "params": style_cls.Config.model_json_schema(),
+        "params": params,
         "limits": {
             "max_request_bytes": args.max_request_bytes,
             "max_image_bytes": args.max_image_bytes,

@@ -281,6 +281,16 @@ class InstructPix2PixStyle(Style):
         return train(self, cfg, ctx)
 
     # -- graphs -----------------------------------------------------------------------------------------
+    @classmethod
+    def serving_defaults(cls, specs: Any) -> dict[str, Any]:
+        """Artifacts exported for small sizes (the tiny test profile: latents 8..32) cannot run the reference's
+        512 working resolution: serve at the largest resolution the UNet's latent dims take, at most 512."""
+        for s in specs:
+            d = s.dims.get("latent_height")
+            if d is not None and not d.min * 8 <= DEFAULT_RESOLUTION <= d.max * 8:
+                return {"resolution": max(64, min(DEFAULT_RESOLUTION, d.max * 8) // 64 * 64)}
+        return {}
+
     def graphs(self) -> list[GraphSpec]:
         from styleengine.diffusion import diffusion_graphs
 

@@ -264,8 +264,20 @@ class Style:
 
     # -- the three verbs -----------------------------------------------------------------------
     def graphs(self) -> list[GraphSpec]:
-        """The exportable graphs of the current variant, over ``self.modules``."""
+        """The graphs of the current variant, over ``self.modules``: what the torch runtime runs, and (unless
+        :meth:`export_graphs` says otherwise) what ``engine export`` exports."""
         return []
+
+    def export_graphs(self) -> list[GraphSpec]:
+        """The graphs ``engine export`` exports: :meth:`graphs` unless a style exports other modules than it
+        runs in torch (e.g. LoRA adapters fused into copies of the weights, export-only attention kernels).
+        Same names, inputs and outputs as :meth:`graphs`, so torch and exported sessions are interchangeable."""
+        return self.graphs()
+
+    def export_metadata(self) -> dict[str, Any]:
+        """Extra top-level fields for an export's ``manifest.json`` (JSON-safe; e.g. which adapters were fused
+        into the exported weights).  Must not reuse the manifest's own field names."""
+        return {}
 
     def infer(self, sessions: Mapping[str, Session], batch: Sequence[StyleRequest], cfg: StyleConfig) -> list[StyleResult]:
         raise NotImplementedError

@@ -208,6 +208,28 @@ def test_lora_fused_equals_unfused(lora_file, tmp_path):
     assert_close(fused, unfused, rel=1e-5, what="fused vs unfused LoRA")
 
 
+def test_fuse_lora_chosen_adapters(lora_file, tmp_path):
+    """fuse_lora(adapters=...) folds exactly the named adapters at the given weights; {} = the base weights."""
+    kw = dict(seeds=[1], steps=2, height=64, width=64, output="latent")
+
+    def run(comps):
+        return txt2img(torch_sessions(comps), comps.tokenizer, comps.scheduler, ["a cat"], **kw)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        comps = tiny_components(seed=0, tmpdir=tmp_path / "a")
+        base = run(comps)
+        name = load_lora(comps, lora_file, scale=1.0)
+        unfused = run(comps)
+        fuse_lora(comps, {name: 1.0})
+        assert_close(run(comps), unfused, rel=1e-5, what="fused chosen adapter vs unfused")
+        comps = tiny_components(seed=0, tmpdir=tmp_path / "b")
+        load_lora(comps, lora_file, scale=0.7)
+        fuse_lora(comps, {})
+        assert not any("lora" in n for n, _ in comps.unet.named_parameters())
+        assert_close(run(comps), base, rel=1e-6, what="no adapter fused vs base")
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
 def test_single_file_round_trip(tiny, saved_folder, tmp_path, suffix):
     """Tiny components → original LDM single file → load_components: identical modules.

@@ -6,6 +6,10 @@
 * :mod:`.loop`: :func:`encode_prompts`, :func:`denoise`, :func:`decode_latents`, :func:`txt2img`,
   :func:`img2img`: diffusers' pipelines re-expressed over Sessions.
 * :mod:`.tiny`: tiny random components for tests, and the SD 1.5 configurations.
+* :mod:`.lora`: LoRA adapters for training (attach, checkpoint), per-request activation, diffusers-format saving.
+* :mod:`.sessions`: :class:`~.sessions.DirectSession` (the loop on training modules), :func:`~.sessions.loop_device`.
+* :mod:`.sources`: tokenizers, random SD 1.5 components, a source's pipeline parts without weights, identities.
+* :mod:`.control`: conditioning images for ControlNets (canny).
 
 diffusers / transformers / peft are imported lazily, so ``import styleengine.diffusion`` stays cheap.
 """

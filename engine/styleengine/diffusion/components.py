@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -438,18 +439,36 @@ def load_lora(components: Components, path: str | os.PathLike[str] | dict[str, A
     names = sorted({n for ns in adapters.values() for n in ns})
     components.lora_scales[name] = float(scale)
     pipe.set_adapters(names, adapter_weights=[components.lora_scales.get(n, 1.0) for n in names])
+    from . import lora as _lora
+
+    for module in (components.unet, components.text_encoder):
+        _lora.forget(module)  # activation changed outside lora.activate
     return name
 
 
-def fuse_lora(components: Components) -> Components:
-    """Fold every loaded LoRA into the UNet / text-encoder weights and drop the PEFT layers.
+def fuse_lora(components: Components, adapters: Mapping[str, float] | None = None) -> Components:
+    """Fold loaded LoRAs into the UNet / text-encoder weights and drop the PEFT layers.
 
-    The result is plain diffusers / transformers modules again, which export like the base model.
+    ``adapters`` None folds every active adapter at its current weight; a mapping (name → weight) folds exactly
+    those, each module the ones it has (a LoRA without text-encoder weights leaves the text encoder as it is);
+    an empty mapping folds none (the base weights, adapters removed).  The result is plain diffusers /
+    transformers modules again, which export like the base model.
     """
+    from . import lora as _lora
+
     pipe = _pipeline(components)
     if not any(pipe.get_list_adapters().values()):
         return components
-    pipe.fuse_lora(components=["unet", "text_encoder"], lora_scale=1.0)
+    if adapters is None:
+        pipe.fuse_lora(components=["unet", "text_encoder"], lora_scale=1.0)
+    elif adapters:
+        for module in (components.unet, components.text_encoder):
+            mine = {n: float(w) for n, w in adapters.items() if n in _lora.adapters_of(module)}
+            if mine:
+                _lora.activate([module], mine)
+        pipe.fuse_lora(components=["unet", "text_encoder"], lora_scale=1.0, adapter_names=list(adapters))
     pipe.unload_lora_weights()
+    for module in (components.unet, components.text_encoder):
+        _lora.forget(module)
     components.lora_scales.clear()
     return components

@@ -379,13 +379,15 @@ def img2img(
     steps: int = 50,
     guidance_scale: float | Sequence[float] = 7.5,
     eta: float = 0.0,
+    control: Sequence[Control] = (),
     callback: Callback | None = None,
     scaling_factor: float = 0.18215,
     guidance_multiplicity: int | None = None,
     output: str = "image",
 ) -> torch.Tensor:
     """Image-to-image as ``StableDiffusionImg2ImgPipeline``: images in [-1, 1] ``[B, 3, H, W]``; ``strength``
-    in (0, 1] is the fraction of the schedule re-run (1.0 = start from pure noise at the first timestep)."""
+    in (0, 1] is the fraction of the schedule re-run (1.0 = start from pure noise at the first timestep).
+    With ``control`` (images at the working size) it is ``StableDiffusionControlNetImg2ImgPipeline``."""
     if not (len(seeds) == len(prompts) == images.shape[0]):
         raise ValueError(f"{images.shape[0]} images, {len(prompts)} prompts and {len(seeds)} seeds must match")
     device = images.device
@@ -397,6 +399,6 @@ def img2img(
     cfg = _cfg(guidance_scale, guidance_multiplicity)
     latents = denoise(
         sessions, schedule, latents, cond, uncond=uncond if cfg else None, guidance=guidance_scale,
-        guidance_multiplicity=2 if cfg else 1, generators=gens, eta=eta, callback=callback,
+        guidance_multiplicity=2 if cfg else 1, generators=gens, eta=eta, control=control, callback=callback,
     )
     return latents if output == "latent" else decode_latents(sessions, latents, scaling_factor=scaling_factor)

@@ -42,7 +42,7 @@ class TensorRTUnavailable(RuntimeError):
 
 def export_style(engine: Engine, style: Style, options: ExportOptions, *, progress: Any = None) -> ExportResult:
     say = progress or (lambda msg: log.info(msg))
-    specs = [options.profile.apply(s) for s in style.graphs()]
+    specs = [options.profile.apply(s) for s in style.export_graphs()]
     if options.graphs:
         unknown = set(options.graphs) - {s.name for s in specs}
         if unknown:
@@ -65,6 +65,10 @@ def export_style(engine: Engine, style: Style, options: ExportOptions, *, progre
         versions=library_versions(),
         machine=machine_info(),
     )
+    for key, value in style.export_metadata().items():  # additive fields (the manifest allows extras)
+        if key in Manifest.model_fields or key == "model_config":
+            raise ValueError(f"style {style.name}: export_metadata() key {key!r} is a manifest field")
+        setattr(manifest, key, value)
     exports: list[GraphExport] = []
     out_dir = Path(options.out_dir)
     with atomic_dir(out_dir) as tmp:

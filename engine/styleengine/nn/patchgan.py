@@ -24,6 +24,9 @@ class NLayerDiscriminator(nn.Module):
     ``model`` layout: ``Conv(input_nc -> ndf, s2, bias), LeakyReLU(0.2)``; for ``n = 1 .. n_layers-1``
     ``Conv(s2), Norm, LeakyReLU``; then ``Conv(s1), Norm, LeakyReLU`` and ``Conv(-> 1, s1, bias)``.
     Channel multipliers double per layer and are capped at 8 (``ndf * min(2**n, 8)``).
+
+    ``bias``: whether the normalised convs have a bias; by default the norm decides (pix2pix's rule,
+    :func:`~styleengine.nn.use_bias`).  BicycleGAN's discriminators keep every bias (``bias=True``).
     """
 
     def __init__(
@@ -32,11 +35,12 @@ class NLayerDiscriminator(nn.Module):
         ndf: int = 64,
         n_layers: int = 3,
         norm_layer: NormLayer = nn.BatchNorm2d,
+        bias: bool | None = None,
     ) -> None:
         super().__init__()
         if n_layers < 0:
             raise ValueError(f"n_layers must be >= 0, got {n_layers}")
-        bias = use_bias(norm_layer)
+        bias = use_bias(norm_layer) if bias is None else bias
         kw, padw = 4, 1
         layers: list[nn.Module] = [
             nn.Conv2d(input_nc, ndf, kernel_size=kw, stride=2, padding=padw),

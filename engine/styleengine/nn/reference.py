@@ -17,13 +17,29 @@ the ``_metadata`` attribute and patches InstanceNorm entries left by PyTorch < 0
 
 Dropping ``_metadata`` also means BatchNorm layers see "no version" and fill in a missing
 ``num_batches_tracked`` themselves, which is what lets pre-0.4 BatchNorm checkpoints load.
+
+The reference projects (pytorch-CycleGAN-and-pix2pix, BicycleGAN) also write their command-line options
+beside the checkpoints (``checkpoints/NAME/train_opt.txt``; BicycleGAN: ``opt.txt``), in the block
+``BaseOptions.print_options`` prints::
+
+    ----------------- Options ---------------
+                   batch_size: 2
+                    crop_size: 256                           \t[default: 256]
+    ----------------- End -------------------
+
+one ``{key:>25}: {value:<30}`` line per option, ``\t[default: D]`` appended where the value differs from
+the default.  :func:`read_reference_options` parses it (:class:`ReferenceOptions`) and
+:func:`find_options_file` finds it beside a checkpoint, so importers can read what the weights alone do
+not tell (dropout, the non-linearity, the size the model was trained at).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any
 
 import torch
@@ -32,6 +48,11 @@ from torch import nn
 from ..weights import safe_torch_load
 
 __all__ = [
+    "OPTIONS_FILES",
+    "ReferenceOptions",
+    "find_options_file",
+    "parse_reference_options",
+    "read_reference_options",
     "CheckpointMismatchError",
     "describe_architecture",
     "load_into",
@@ -282,3 +303,100 @@ def load_into(
         )
     module.load_state_dict(state, strict=strict)
     return module
+
+
+# --------------------------------------------------------------------------- options files
+
+#: Options files the reference projects write beside their checkpoints, most telling first:
+#: pix2pix/CycleGAN write ``<phase>_opt.txt``; BicycleGAN writes ``opt.txt`` (its test.py overwrites
+#: it with the test options, which still carry the architecture).
+OPTIONS_FILES: tuple[str, ...] = ("train_opt.txt", "opt.txt", "test_opt.txt")
+
+_OPTIONS_HEAD = re.compile(r"^-+ Options -+$")
+_OPTIONS_END = re.compile(r"^-+ End -+$")
+_DEFAULT_NOTE = re.compile(r"\t\[default: (?P<default>.*)\]$")
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def _option_value(raw: str) -> Any:
+    """``str(value)`` of an argparse option back to a value: bools, None, ints, floats (``inf``), else the string."""
+    if raw in ("True", "False"):
+        return raw == "True"
+    if raw == "None":
+        return None
+    if _INT.match(raw):
+        return int(raw)
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
+
+
+@dataclass(frozen=True)
+class ReferenceOptions:
+    """A parsed options block: ``values`` (typed), ``raw`` (the strings as written), ``defaults`` (the
+    reference's defaults of the options that were changed, as written), and the file it came from."""
+
+    values: dict[str, Any]
+    raw: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def pick(self, keys: Sequence[str]) -> dict[str, Any]:
+        """The options among ``keys`` that the file has."""
+        return {k: self.values[k] for k in keys if k in self.values}
+
+
+def parse_reference_options(text: str, source: str = "options") -> ReferenceOptions:
+    """Parse the ``----- Options -----`` block of a reference options file (see the module docstring).
+
+    Raises ``ValueError`` naming ``source`` when there is no such block or a line in it is not ``key: value``.
+    """
+    values: dict[str, Any] = {}
+    raw: dict[str, str] = {}
+    defaults: dict[str, str] = {}
+    inside = found = False
+    for n, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if _OPTIONS_HEAD.match(stripped):
+            inside = found = True
+            continue
+        if _OPTIONS_END.match(stripped):
+            inside = False
+            continue
+        if not inside or not stripped:
+            continue
+        key, sep, rest = line.lstrip(" ").partition(":")  # option names hold no colon; values may
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{source}: line {n} is not 'option: value': {line.strip()[:80]!r}")
+        rest = rest[1:] if rest.startswith(" ") else rest
+        note = _DEFAULT_NOTE.search(rest)
+        if note:
+            defaults[key] = note["default"]
+            rest = rest[: note.start()]
+        raw[key] = rest.rstrip()
+        values[key] = _option_value(raw[key])
+    if not found:
+        raise ValueError(f"{source}: not a reference options file (no '----- Options -----' block)")
+    return ReferenceOptions(values, raw, defaults)
+
+
+def read_reference_options(path: str | os.PathLike[str]) -> ReferenceOptions:
+    """Read and parse a reference options file (``train_opt.txt``, ``opt.txt``)."""
+    p = Path(path)
+    opts = parse_reference_options(p.read_text(encoding="utf-8", errors="replace"), source=str(p))
+    return ReferenceOptions(opts.values, opts.raw, opts.defaults, p)
+
+
+def find_options_file(near: str | os.PathLike[str], names: Sequence[str] = OPTIONS_FILES) -> Path | None:
+    """The options file beside a checkpoint file (or in a checkpoint folder), first of ``names``; None if none."""
+    p = Path(near)
+    folder = p if p.is_dir() else p.parent
+    return next((folder / n for n in names if (folder / n).is_file()), None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .checkpoint import latest_checkpoint, load_training_checkpoint, save_training_checkpoint
+from .checkpoint import latest_checkpoint, load_training_checkpoint, prune_checkpoints, save_training_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +80,14 @@ class TrainContext:
 
         return tqdm(total=total, initial=initial, desc=desc, disable=not self.show_progress, dynamic_ncols=True)
 
-    def save(self, step: int, **kwargs: Any) -> Path:
+    def save(self, step: int, *, keep: int | None = None, **kwargs: Any) -> Path:
+        """Save a checkpoint (see :func:`save_training_checkpoint`); ``keep``: then delete all but the newest
+        ``keep`` ones (diffusers' ``checkpoints_total_limit``; None keeps every one)."""
         path = save_training_checkpoint(self.checkpoints_dir / f"step-{step:07d}", step=step, **kwargs)
         log.info("checkpoint %s", path)
+        if keep is not None:
+            for old in prune_checkpoints(self.checkpoints_dir, keep):
+                log.info("removed old checkpoint %s (keeping %d)", old, keep)
         return path
 
     def resume_into(self, **kwargs: Any) -> dict[str, Any] | None:
@@ -117,4 +122,7 @@ class TrainContext:
             signal.signal(signal.SIGINT, previous)
 
 
-__all__ = ["TrainContext", "TrainResult", "latest_checkpoint", "load_training_checkpoint", "save_training_checkpoint"]
+__all__ = [
+    "TrainContext", "TrainResult", "latest_checkpoint", "load_training_checkpoint", "prune_checkpoints",
+    "save_training_checkpoint",
+]

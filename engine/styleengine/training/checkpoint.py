@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,10 @@ def save_training_checkpoint(
     step: int,
     epoch: int = 0,
     extra: Mapping[str, Any] | None = None,
+    extra_files: Callable[[Path], None] | None = None,
 ) -> Path:
+    """Write the checkpoint folder atomically.  ``extra_files(tmp)`` may add files to it before it is swapped
+    in (e.g. the weights in another project's format), so they are as complete as the rest."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -107,8 +111,26 @@ def save_training_checkpoint(
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(tensors, str(tmp / STATE_TENSORS))
         (tmp / STATE_JSON).write_text(json.dumps(state, sort_keys=True) + "\n")
+        if extra_files is not None:
+            extra_files(tmp)
     atomic_write_text(folder.parent / LATEST, folder.name + "\n")
     return folder
+
+
+def prune_checkpoints(checkpoints_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest complete checkpoints (diffusers' ``checkpoints_total_limit``).
+
+    Run after a save: the new checkpoint is complete before any old one goes, so a crash in between leaves one
+    more, never one fewer.  The one ``latest`` names is always kept.  Returns the deleted folders."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    d = Path(checkpoints_dir)
+    found = sorted(p for p in d.glob("step-*") if (p / STATE_JSON).is_file())
+    latest = latest_checkpoint(d)
+    doomed = [p for p in found[: max(0, len(found) - keep)] if p != latest]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+    return doomed
 
 
 def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # adain_helpers (tests run with 
 
 from styleengine.nn.vgg import NormalisedVGG  # noqa: E402
 from adain_helpers import smooth_image  # noqa: E402
-from styleengine_adain.net import AdaINDecoder, init_random_encoder_  # noqa: E402
+from styleengine_adain.nets import AdaINDecoder, init_random_encoder_  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -18,15 +18,9 @@ from styleengine.nn.adain_ops import (
     masked_mean_std,
 )
 from styleengine.nn.vgg import NormalisedVGG
-from styleengine_adain.net import (
-    CONTENT_WEIGHT,
-    STYLE_WEIGHT,
-    AdaINDecoder,
-    AdaINNet,
-    learning_rate,
-    load_reference_adain,
-    load_reference_decoder,
-)
+from styleengine_adain.config import CONTENT_WEIGHT, STYLE_WEIGHT
+from styleengine_adain.importer import load_reference_adain, load_reference_decoder
+from styleengine_adain.nets import AdaINDecoder, AdaINNet, learning_rate
 
 # -- oracles -------------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from styleengine.runtime.torch import TorchSession
 from styleengine.style import StyleRequest, WeightsRequiredError
 from styleengine.testing import StyleConformance
 from styleengine_adain import AdaINStyle
-from styleengine_adain.net import load_reference_adain
+from styleengine_adain.importer import load_reference_adain
 from styleengine_adain.pipeline import working_size
 
 EXACT = {"content_size": 0, "style_size": 0}  # sides are multiples of 8: no resampling anywhere

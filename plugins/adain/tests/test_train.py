@@ -14,7 +14,8 @@ from styleengine.preprocess import to_tensor
 from styleengine.style import WeightsRequiredError
 from styleengine.training import TrainContext
 from styleengine.training.checkpoint import latest_checkpoint
-from styleengine_adain.net import STYLE_WEIGHT, init_random_encoder_
+from styleengine_adain.config import STYLE_WEIGHT
+from styleengine_adain.nets import init_random_encoder_
 from styleengine_adain.style import TrainConfig
 from styleengine_adain.train import FolderStream
 

@@ -251,7 +251,7 @@ def test_pretrained_table_is_the_reference_release() -> None:
     assert set(PRETRAINED) == {"facades_label2photo", "sat2map", "map2sat", "edges2shoes", "day2night"}
     for name, item in PRETRAINED.items():
         assert item.url == f"http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/{name}.pth"
-        assert item.sha256 is None  # not published: documented in styleengine_pix2pix.pretrained
+        assert item.sha256 is None  # not published: documented in styleengine_pix2pix.importer
         assert item.model_config["netG"] == "unet_256" and item.model_config["norm"] == "batch"
     assert PRETRAINED["facades_label2photo"].model_config["direction"] == "BtoA"
 

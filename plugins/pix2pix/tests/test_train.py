@@ -15,10 +15,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from styleengine.data import DatasetError
+from styleengine.data.paired import PairDataset, discover, epoch_batches, get_params, prepare, transform
 from styleengine.training import TrainContext
+from styleengine.training.gan import linear_rule
 from styleengine_pix2pix import Pix2Pix, TrainConfig
-from styleengine_pix2pix.data import PairDataset, discover, epoch_batches, get_params, prepare, transform
-from styleengine_pix2pix.train import linear_rule
 
 
 def context(out: Path, data: Path, **kw) -> TrainContext:  # noqa: ANN003

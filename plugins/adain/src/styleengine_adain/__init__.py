@@ -1,11 +1,9 @@
 """styleengine-adain: arbitrary style transfer with adaptive instance normalisation (Huang & Belongie, 2017).
 
-* :mod:`styleengine_adain.net` -- the decoder, the encoder-AdaIN-decoder network, its training loss and the
-  reference-checkpoint importers;
-* :mod:`styleengine_adain.style` -- the ``adain`` Style (graphs, pipeline, importers, training entry);
-* :mod:`styleengine_adain.pipeline` -- the size rule and the AdaIN arithmetic between the two graphs;
-* :mod:`styleengine_adain.cache` -- the per-style-image feature cache;
-* :mod:`styleengine_adain.train` -- the training loop.
+The plugin's rooms: :mod:`.style` (the ``adain`` Style), :mod:`.config` (configs and the reference's training
+defaults), :mod:`.nets` (decoder, encoder-AdaIN-decoder network, training loss, export wrappers),
+:mod:`.pipeline` (size rule, AdaIN arithmetic between the two graphs, the style-feature cache, inference over
+Sessions), :mod:`.importer` (the reference's checkpoints and release), :mod:`.train`.
 """
 
 from __future__ import annotations
@@ -14,7 +12,8 @@ from typing import Any
 
 import styleengine
 
-from .style import AdaINStyle, Config, ModelConfig, TrainConfig
+from .config import Config, ModelConfig, TrainConfig
+from .style import AdaINStyle
 
 __all__ = ["AdaINStyle", "Config", "ModelConfig", "TrainConfig", "register_styles"]
 

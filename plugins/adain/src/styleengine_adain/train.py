@@ -8,7 +8,7 @@
   batches the uninterrupted run would have seen; a thread pool decodes the next batch while this one trains;
 * model: the encoder (``vgg_normalised`` to relu4_1) is frozen and must be the real one (``--set vgg=PATH``,
   or weights given with ``--weights``); only the decoder learns, with Adam and the reference's inverse-time
-  decay ``lr / (1 + lr_decay * i)`` (:func:`styleengine_adain.net.learning_rate`), on
+  decay ``lr / (1 + lr_decay * i)`` (:func:`styleengine_adain.nets.learning_rate`), on
   ``content_weight * loss_c + style_weight * loss_s`` (:meth:`AdaINNet.loss`);
 * output: tqdm progress, sample grids (content | style | output) every ``--sample-every`` steps, atomic
   safetensors checkpoints (encoder + decoder, Adam state, step, RNG state) every ``--checkpoint-every`` steps
@@ -34,8 +34,8 @@ from styleengine.style import WeightsRequiredError
 from styleengine.training import TrainResult
 from styleengine.training.samples import save_grid
 
-from .net import AdaINNet, learning_rate
-from .reference import HOW_TO_GET, encoder_state
+from .nets import AdaINNet, learning_rate
+from .importer import HOW_TO_GET, encoder_state
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,6 @@ import json
 import logging
 import os
 import tempfile
-import threading
-import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -37,8 +35,11 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from styleengine.diffusion import lora as _lora
+from styleengine.diffusion import sources as _sources
+from styleengine.diffusion.lora import LoraWeights, lora_state_dict, set_lora_state_dict  # noqa: F401 - public here too
+from styleengine.diffusion.sources import load_tokenizer, resolve_source, tiny_tokenizer_dir  # noqa: F401
 from styleengine.style import StyleConfig
-from styleengine.weights import WeightsUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ IN_CHANNELS = 8
 LORA_TARGETS = ("to_k", "to_q", "to_v", "to_out.0")
 META = "meta."
 _LDM_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
-_TOKENIZER_FILES = ("vocab.json", "merges.txt")
 
 
 class LoraSpec(StyleConfig):
@@ -92,60 +92,12 @@ class ModelConfig(StyleConfig):
         return v
 
 
-# -- tokenizers --------------------------------------------------------------------------------------------
-
-_tiny_lock = threading.Lock()
-_tiny_dir: Path | None = None
-
-
-def tiny_tokenizer_dir() -> Path:
-    """One folder per process with the tiny CLIP vocabulary (written on first use)."""
-    global _tiny_dir
-    from styleengine.diffusion.tiny import write_tiny_tokenizer_files
-
-    with _tiny_lock:
-        if _tiny_dir is None or not (_tiny_dir / "vocab.json").is_file():
-            _tiny_dir = write_tiny_tokenizer_files(Path(tempfile.mkdtemp(prefix="styleengine-ip2p-tok-")))
-        return _tiny_dir
-
-
-def _has_tokenizer(folder: Path) -> bool:
-    return all((folder / f).is_file() for f in _TOKENIZER_FILES) or (folder / "tokenizer.json").is_file()
+# -- tokenizers (styleengine.diffusion.sources) --------------------------------------------------------------
 
 
 def find_tokenizer(mc: ModelConfig, *, required: bool) -> Path | None:
-    """The CLIP tokenizer folder: ``mc.tokenizer``, else openai/clip-vit-large-patch14 in the local HF cache.
-
-    ``required=False`` returns None when neither exists (the caller may fall back to the tiny vocabulary).
-    """
-    if mc.tokenizer is not None:
-        p = Path(mc.tokenizer).expanduser()
-        for cand in (p, p / "tokenizer"):
-            if _has_tokenizer(cand):
-                return cand
-        raise WeightsUnavailableError(f"tokenizer={p}: no vocab.json + merges.txt (or tokenizer.json) there")
-    try:
-        from huggingface_hub import snapshot_download
-
-        cached = Path(snapshot_download("openai/clip-vit-large-patch14", local_files_only=True,
-                                        allow_patterns=list(_TOKENIZER_FILES)))
-        if _has_tokenizer(cached):
-            return cached
-    except Exception:  # noqa: BLE001 - any miss means "not cached"
-        pass
-    if required:
-        raise WeightsUnavailableError(
-            "the CLIP tokenizer (vocab.json + merges.txt) is needed and is neither given (--model-set tokenizer=DIR) "
-            "nor in the local Hugging Face cache; on a machine with network access run:  "
-            "hf download openai/clip-vit-large-patch14 vocab.json merges.txt"
-        )
-    return None
-
-
-def load_tokenizer(folder: str | Path) -> Any:
-    from transformers import CLIPTokenizer
-
-    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=77)
+    """The CLIP tokenizer folder for a model config (see :func:`styleengine.diffusion.sources.find_tokenizer`)."""
+    return _sources.find_tokenizer(mc.tokenizer, required=required)
 
 
 # -- building components -----------------------------------------------------------------------------------
@@ -182,19 +134,6 @@ def _check_unet(comps: Any, mc: ModelConfig) -> Any:
     raise ValueError(f"{mc.source}: the UNet has {ch} input channels, InstructPix2Pix needs {IN_CHANNELS}{hint}")
 
 
-def resolve_source(source: str) -> Path:
-    """A local path for ``source`` (``hf://`` through the diffusers layout's allow-list, pinned by revision)."""
-    if source.startswith("hf://"):
-        from styleengine.diffusion.components import resolve_hf
-
-        folder, _ = resolve_hf(source)
-        return folder
-    p = Path(source).expanduser()
-    if not p.exists():
-        raise WeightsUnavailableError(f"source {p}: no such file or folder")
-    return p
-
-
 def build_components(mc: ModelConfig, *, seed: int = 0) -> Any:
     """:class:`~styleengine.diffusion.Components` for a model config (fp32, CPU, eval mode)."""
     from styleengine.diffusion import load_components
@@ -213,58 +152,13 @@ def build_components(mc: ModelConfig, *, seed: int = 0) -> Any:
 
 def random_sd15_components(mc: ModelConfig, *, seed: int = 0) -> Any:
     """SD 1.5-shaped components (8-channel UNet) with random weights: latency work only."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from styleengine.diffusion import Components, make_scheduler
-    from styleengine.diffusion.tiny import sd15_configs
-
-    cfg = sd15_configs()
-    tok_dir = find_tokenizer(mc, required=False)
-    if tok_dir is None:
-        warnings.warn("random SD 1.5 components with the tiny test vocabulary (no CLIP tokenizer found locally): "
-                      "fine for latency work, meaningless text conditioning", stacklevel=3)
-        tok_dir = tiny_tokenizer_dir()
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel.from_config({**cfg["unet"], "in_channels": IN_CHANNELS})
-    vae = AutoencoderKL.from_config(cfg["vae"])
-    text = CLIPTextModel(CLIPTextConfig(**cfg["text_encoder"]))
-    return Components(
-        text_encoder=text.eval(), tokenizer=load_tokenizer(tok_dir), unet=unet.eval(), vae=vae.eval(),
-        scheduler=make_scheduler("euler_ancestral", cfg["scheduler"]), source="random:sd15",
-    )
-
-
-# -- the lightweight parts a pipeline needs (no network weights loaded) -----------------------------------
+    return _sources.random_sd15_components(seed=seed, unet_in_channels=IN_CHANNELS, scheduler="euler_ancestral",
+                                           tokenizer=mc.tokenizer)
 
 
 def pipeline_parts(mc: ModelConfig) -> tuple[Any, dict[str, Any], float]:
-    """(tokenizer, scheduler config, VAE scaling factor) without loading any weights.
-
-    Serving from exported artifacts needs only these: the networks run in ONNX Runtime / TensorRT.
-    """
-    from styleengine.diffusion.tiny import sd15_configs
-
-    sched = dict(sd15_configs()["scheduler"])
-    if mc.source is None:
-        if mc.size == "tiny":
-            return load_tokenizer(tiny_tokenizer_dir()), sched, 0.18215
-        return load_tokenizer(find_tokenizer(mc, required=False) or tiny_tokenizer_dir()), sched, 0.18215
-    path = resolve_source(mc.source)
-    if path.is_dir():
-        if not (path / "tokenizer").is_dir():
-            raise WeightsUnavailableError(f"{path}: no tokenizer/ folder (not a diffusers layout)")
-        sched_file = path / "scheduler" / "scheduler_config.json"
-        if sched_file.is_file():
-            sched = json.loads(sched_file.read_text())
-        scaling = 0.18215
-        vae_cfg = path / "vae" / "config.json"
-        if vae_cfg.is_file():
-            scaling = float(json.loads(vae_cfg.read_text()).get("scaling_factor", scaling))
-        return load_tokenizer(path / "tokenizer"), sched, scaling
-    cfg_tok = Path(mc.config) / "tokenizer" if mc.config is not None else None
-    tok = cfg_tok if cfg_tok is not None and mc.tokenizer is None and _has_tokenizer(cfg_tok) else find_tokenizer(mc, required=True)
-    return load_tokenizer(tok), sched, 0.18215
+    """(tokenizer, scheduler config, VAE scaling factor) without loading any weights (serving exported graphs)."""
+    return _sources.pipeline_parts(mc.source, tiny=mc.size == "tiny", tokenizer=mc.tokenizer, config=mc.config)
 
 
 # -- self-contained full checkpoints -----------------------------------------------------------------------
@@ -358,29 +252,12 @@ def _materialise(module: nn.Module) -> None:
 
 
 def lora_config(spec: LoraSpec) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(r=spec.rank, lora_alpha=spec.alpha, init_lora_weights="gaussian", target_modules=list(spec.targets))
+    return _lora.lora_config(spec.rank, spec.alpha, spec.targets)
 
 
 def add_lora(unet: Any, spec: LoraSpec) -> None:
     """Attach an (initially no-op: B = 0) LoRA adapter to the UNet's attention projections."""
-    unet.add_adapter(lora_config(spec))
-
-
-def lora_state_dict(unet: Any) -> dict[str, torch.Tensor]:
-    from peft.utils import get_peft_model_state_dict
-
-    return get_peft_model_state_dict(unet)
-
-
-def set_lora_state_dict(unet: Any, state: Mapping[str, torch.Tensor]) -> None:
-    from peft.utils import set_peft_model_state_dict
-
-    result = set_peft_model_state_dict(unet, dict(state))
-    unexpected = list(getattr(result, "unexpected_keys", []) or [])
-    if unexpected:
-        raise ValueError(f"LoRA weights do not match the adapter: unexpected {unexpected[:8]}")
+    _lora.add_lora(unet, lora_config(spec))
 
 
 def apply_lora(unet: Any, spec: LoraSpec, state: Mapping[str, torch.Tensor]) -> None:
@@ -389,25 +266,6 @@ def apply_lora(unet: Any, spec: LoraSpec, state: Mapping[str, torch.Tensor]) -> 
     set_lora_state_dict(unet, state)
     unet.fuse_lora(lora_scale=1.0)
     unet.unload_lora()
-
-
-class LoraWeights(nn.Module):
-    """The UNet's LoRA adapter weights as a module, so training checkpoints hold the adapter alone."""
-
-    def __init__(self, unet: Any) -> None:
-        super().__init__()
-        object.__setattr__(self, "_unet", unet)  # not a submodule: its base weights stay out of the state dict
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # type: ignore[override]
-        return {k: v.detach() for k, v in lora_state_dict(self._unet).items()}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:  # type: ignore[override]
-        have = set(lora_state_dict(self._unet))
-        if strict and set(state_dict) != have:
-            raise ValueError(f"LoRA state mismatch: missing {sorted(have - set(state_dict))[:5]}, "
-                             f"unexpected {sorted(set(state_dict) - have)[:5]}")
-        set_lora_state_dict(self._unet, state_dict)
-        return nn.modules.module._IncompatibleKeys([], [])
 
 
 # -- detecting what a weights path is ---------------------------------------------------------------------

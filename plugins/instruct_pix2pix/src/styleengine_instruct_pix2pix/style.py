@@ -22,6 +22,8 @@ import torch
 from pydantic import Field
 
 from styleengine.diffusion.components import SCHEDULERS
+from styleengine.diffusion.sessions import loop_device
+from styleengine.diffusion.sources import source_identity
 from styleengine.preprocess import SizeError, from_tensor, to_tensor
 from styleengine.pull import Pretrained
 from styleengine.spec import GraphSpec
@@ -45,7 +47,6 @@ from .models import (
     components_from_meta,
     meta_tensors,
     pipeline_parts,
-    resolve_source,
     split_tensors,
     weights_kind,
 )
@@ -395,28 +396,3 @@ class InstructPix2PixStyle(Style):
                               "batch": len(part), "guidance": "3-way" if guided else "off"},
                     )
         return [r for r in results if r is not None]
-
-
-def source_identity(source: str, revision: str | None) -> tuple[Path | None, str]:
-    """(path, sha256) recorded for weights loaded from a source: content hash for local files and folders;
-    for ``hf://`` the hash of the repository at its resolved commit (content-addressed by git)."""
-    from styleengine.weights import sha256_path
-
-    if source.startswith("hf://"):
-        from styleengine.diffusion.components import parse_hf_ref
-
-        repo, rev = parse_hf_ref(source)
-        return resolve_source(source), hashlib.sha256(f"hf://{repo}@{revision or rev or 'main'}".encode()).hexdigest()
-    p = Path(source).expanduser()
-    return p, sha256_path(p)
-
-
-def loop_device(sessions: Mapping[str, Any]) -> str:
-    """Where the loop's tensors live: the UNet's CUDA device when it runs on one (no host round trips)."""
-    s = sessions.get("unet")
-    dev = str(getattr(s, "device", "cpu"))
-    if dev.startswith("cuda"):
-        return dev.split("(")[0]
-    if dev in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
-        return "cuda"
-    return "cpu"

@@ -39,7 +39,9 @@ import torch.nn.functional as F
 
 from styleengine.data import read_image, to_uint8
 from styleengine.style import WeightsRequiredError
+from styleengine.diffusion.sessions import direct_sessions
 from styleengine.training import TrainResult
+from styleengine.training.rng import derived_generator as _gen
 from styleengine.training.samples import save_grid
 
 from .data import EditDataset, load_dataset
@@ -50,14 +52,6 @@ log = logging.getLogger(__name__)
 
 LR_FULL = 5e-5
 LR_LORA = 1e-4
-
-
-def _seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def _gen(*parts: int) -> torch.Generator:
-    return torch.Generator().manual_seed(_seed(*parts))
 
 
 class Batches:
@@ -110,25 +104,6 @@ class Batches:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _DirectSession:
-    """A Session over a graph module in the training dtype (validation edits, no copy of the UNet)."""
-
-    runtime = "torch"
-
-    def __init__(self, spec: Any, device: torch.device, dtype: torch.dtype) -> None:
-        self.graph, self.module, self.device, self.dtype = spec.name, spec.module, str(device), dtype
-        self.input_names, self.output_names = spec.input_names, spec.output_names
-        self._dev = device
-
-    def run(self, inputs: Any) -> dict[str, torch.Tensor]:
-        from styleengine.runtime.torch import outputs_as_dict
-
-        feeds = {k: (v.to(self._dev, self.dtype) if v.is_floating_point() else v.to(self._dev)) for k, v in inputs.items()}
-        with torch.no_grad(), torch.autocast(self._dev.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            out = outputs_as_dict(self.graph, self.output_names, self.module(**feeds))
-        return {k: v.float() for k, v in out.items()}
 
 
 def _check_base(style: Any, cfg: Any, ctx: Any) -> None:
@@ -278,7 +253,7 @@ def train(style: Any, cfg: Any, ctx: Any) -> TrainResult:
         try:
             specs = diffusion_graphs(comps, guidance_multiplicity=3, batch_range=(1, 1, len(val)),
                                      latent_range=(8, 8, 8), pin_attention=False)
-            sessions = {s.name: _DirectSession(s, device, weight_dtype) for s in specs}
+            sessions = direct_sessions(specs, device, weight_dtype)
             original = torch.stack([v[0] for v in val])
             out = edit(sessions, tokenizer, style.scheduler("euler_ancestral"), original.to(device), [v[2] for v in val],
                        seeds=list(range(len(val))), steps=cfg.validation_steps, scaling_factor=scaling)

@@ -19,6 +19,10 @@ NetG = Literal["unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks"]
 #: ResNet generator downsamples twice (stride 2) and upsamples twice, so any multiple of 4 round-trips.
 SIZE_MULTIPLE: dict[str, int] = {"unet_256": 256, "unet_128": 128, "resnet_9blocks": 4, "resnet_6blocks": 4}
 
+#: Seed of the ``reference`` variant's dropout masks when a request brings none: results stay
+#: reproducible (and equal across runtimes) by default; pass a seed per request for other draws.
+DEFAULT_SEED = 0
+
 
 class ModelConfig(StyleConfig):
     """The generator's architecture; saved beside the weights so a checkpoint rebuilds its network."""

@@ -21,39 +21,24 @@ and returns.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
+from styleengine.data.paired import PairDataset, prepare
 from styleengine.nn import GANLoss, define_D, init_weights, load_into
 from styleengine.training import TrainResult
+from styleengine.training.gan import linear_rule, set_requires_grad
+from styleengine.training.loop import Progress, run_epochs
 from styleengine.training.samples import save_grid
 
 from .config import TrainConfig, check_crop
-from .data import PairDataset, epoch_batches, prepare, steps_per_epoch
 
 log = logging.getLogger(__name__)
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
-
-
-def linear_rule(n_epochs: int, n_epochs_decay: int):  # noqa: ANN201
-    """The reference's ``linear`` policy (``epoch_count`` = 1): factor 1 for ``n_epochs`` epochs, then
-    ``1 - k / (n_epochs_decay + 1)`` in the k-th decay epoch."""
-
-    def rule(epoch: int) -> float:
-        return 1.0 - max(0, epoch + 1 - n_epochs) / float(n_epochs_decay + 1)
-
-    return rule
-
-
-def set_requires_grad(net: nn.Module, flag: bool) -> None:
-    for p in net.parameters():
-        p.requires_grad = flag
 
 
 def _training_generator(style: Any) -> nn.Module:
@@ -79,7 +64,6 @@ def train(style: Any, cfg: TrainConfig, ctx: Any) -> TrainResult:
     data = prepare(ctx.data_dir("data"), cfg, ctx.on_bad_file, progress=ctx.show_progress)  # before the first step
 
     acc = ctx.accelerator()  # seeds every RNG with ctx.seed
-    rank, world = acc.process_index, acc.num_processes
     G = _training_generator(style)
     if style.weights_path is None:  # fresh run: the reference's initialisation, seeded by --seed
         init_weights(G, cfg.init_type, cfg.init_gain, generator=torch.Generator().manual_seed(ctx.seed))
@@ -109,76 +93,33 @@ def train(style: Any, cfg: TrainConfig, ctx: Any) -> TrainResult:
     schedulers: dict[str, Any] = {"G": sched_G, "D": sched_D}
     if getattr(acc, "scaler", None) is not None:
         schedulers["grad_scaler"] = acc.scaler
-
-    per_epoch = steps_per_epoch(len(data.pairs), cfg.batch_size, world)
-    total = (cfg.n_epochs + cfg.n_epochs_decay) * per_epoch
-    step, epoch, epoch_step = 0, 0, 0
     state = ctx.resume_into(modules=modules, optimizers=optimizers, schedulers=schedulers)
-    if state:
-        step, epoch = state["step"], state["epoch"]
-        epoch_step = int(state["extra"].get("epoch_step", 0))
-        if state["extra"].get("pairs") not in (None, len(data.pairs)):
-            log.warning("resuming with %d pairs; the checkpoint was trained on %s", len(data.pairs), state["extra"]["pairs"])
-    limit = min(total, ctx.max_steps or total)
-
     dataset = PairDataset(data, cfg, multiple=mc.size_multiple, input_nc=mc.input_nc, output_nc=mc.output_nc, seed=ctx.seed)
-    losses = {k: float("nan") for k in LOSS_NAMES}
-    history: list[dict[str, float]] = []
-    on_step = ctx.extra.get("on_step")
-    log_file = ctx.out_dir / "loss_log.jsonl"
-    ctx.out_dir.mkdir(parents=True, exist_ok=True)
 
-    def save() -> Any:
-        path = None
-        if acc.is_main_process:
-            path = ctx.save(
-                step, style=style.name, model_config=mc.model_dump(mode="json"), modules=modules, optimizers=optimizers,
-                schedulers=schedulers, epoch=epoch,
-                extra={"epoch_step": epoch_step, "pairs": len(data.pairs), "losses": losses, "train_config": cfg.model_dump(mode="json")},
-            )
-        acc.wait_for_everyone()
-        return path
+    def step(real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, Any]:
+        return optimize(G, D, D_raw, opt_G, opt_D, acc, criterion_gan, criterion_l1, cfg.lambda_L1, real_A, real_B)
 
-    if acc.is_main_process:
-        log.info("%d pairs, %d steps/epoch, %d epochs: %d steps (training to %d)", len(data.pairs), per_epoch, cfg.n_epochs + cfg.n_epochs_decay, total, limit)
-    checkpoint = None
-    with ctx.catch_interrupt(), ctx.progress(limit, initial=min(step, limit)) as bar:
-        while step < limit and not ctx.interrupted:
-            batches = epoch_batches(len(data.pairs), cfg.batch_size, ctx.seed, epoch, rank, world)
-            loader = torch.utils.data.DataLoader(
-                dataset, batch_sampler=batches[epoch_step:], num_workers=cfg.num_workers,
-                # a private generator: creating an iterator must not draw from the global RNG (dropout's)
-                generator=torch.Generator().manual_seed(ctx.seed * 100_003 + epoch),
-            )
-            for real_A, real_B in loader:
-                real_A, real_B = real_A.to(acc.device), real_B.to(acc.device)
-                losses = optimize(G, D, D_raw, opt_G, opt_D, acc, criterion_gan, criterion_l1, cfg.lambda_L1, real_A, real_B)
-                fake_B = losses.pop("fake_B")
-                step += 1
-                epoch_step += 1
-                if epoch_step == len(batches):  # end of epoch: the reference updates the learning rate here
-                    sched_G.step()
-                    sched_D.step()
-                    epoch, epoch_step = epoch + 1, 0
-                lr = opt_G.param_groups[0]["lr"]
-                bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()}, "epoch": epoch}, refresh=False)
-                bar.update(1)
-                if step % ctx.log_every == 0 or step == limit:
-                    record = {"step": step, "epoch": epoch, "lr": lr, **losses}
-                    history.append(record)
-                    if acc.is_main_process:
-                        with log_file.open("a") as fh:
-                            fh.write(json.dumps(record) + "\n")
-                if step % ctx.sample_every == 0 and acc.is_main_process:
-                    rows = [[real_A[i], fake_B[i], real_B[i]] for i in range(min(cfg.sample_rows, real_A.shape[0]))]
-                    save_grid(ctx.samples_dir / f"step-{step:07d}.png", rows)
-                if on_step is not None:
-                    on_step(step, losses)
-                if step % ctx.checkpoint_every == 0 and step < limit:
-                    save()
-                if step >= limit or ctx.interrupted:
-                    break
-        checkpoint = save()
+    def end_epoch() -> None:
+        sched_G.step()
+        sched_D.step()
+
+    def sample(prog: Progress, batch: tuple[torch.Tensor, ...], out: Any) -> None:
+        (real_A, real_B), fake_B = batch, out["fake_B"]
+        rows = [[real_A[i], fake_B[i], real_B[i]] for i in range(min(cfg.sample_rows, real_A.shape[0]))]
+        save_grid(ctx.samples_dir / f"step-{prog.step:07d}.png", rows)
+
+    def save(prog: Progress) -> Any:
+        return ctx.save(
+            prog.step, style=style.name, model_config=mc.model_dump(mode="json"), modules=modules, optimizers=optimizers,
+            schedulers=schedulers, epoch=prog.epoch,
+            extra={"epoch_step": prog.epoch_step, "pairs": len(data.pairs), "losses": prog.losses, "train_config": cfg.model_dump(mode="json")},
+        )
+
+    prog, checkpoint = run_epochs(
+        ctx, acc, dataset=dataset, n_items=len(data.pairs), batch_size=cfg.batch_size, epochs=cfg.n_epochs + cfg.n_epochs_decay,
+        loss_names=LOSS_NAMES, train_step=step, end_epoch=end_epoch, lr=lambda: opt_G.param_groups[0]["lr"], save=save,
+        sample=sample, state=state, num_workers=cfg.num_workers,
+    )
     G_raw.eval()
     if style.modules["generator"] is not G_raw:
         style.modules["generator"].load_state_dict(G_raw.state_dict())
@@ -186,8 +127,7 @@ def train(style: Any, cfg: TrainConfig, ctx: Any) -> TrainResult:
         from styleengine.weights import sha256_path
 
         style.weights_path, style.weights_sha256 = checkpoint, sha256_path(checkpoint)
-    metrics = {k: v for k, v in losses.items() if not math.isnan(v)}
-    return TrainResult(checkpoint, step, metrics, interrupted=ctx.interrupted, history=history)
+    return TrainResult(checkpoint, prog.step, prog.metrics, interrupted=ctx.interrupted, history=prog.history)
 
 
 def optimize(

@@ -7,7 +7,9 @@ ICCV 2017.  Module layout and behaviour follow naoto0804/pytorch-AdaIN (``net.py
 * :class:`AdaINDecoder` -- the reference ``decoder`` ``nn.Sequential``: the VGG encoder mirrored from
   relu4_1 back to RGB, 1-pixel reflection padding before every 3x3 convolution, nearest-neighbour 2x
   upsampling in place of the pools, no activation after the last convolution.  Same 29 indices, so
-  ``decoder.pth`` (and the ``decoder_iter_*.pth.tar`` files ``train.py`` writes) load with their keys.
+  ``decoder.pth`` (and the ``decoder_iter_*.pth.tar`` files ``train.py`` writes) load with their keys
+  (:mod:`.importer`).
+* :class:`EncoderGraph` / :class:`DecoderGraph` -- the two exported graphs (named inputs and outputs);
 * :class:`AdaINNet` -- encoder (``vgg_normalised`` up to relu4_1, frozen) + decoder.  ``forward`` is the
   reference's test-time ``style_transfer``; ``loss`` is the reference's training ``Net.forward``.
 
@@ -16,7 +18,7 @@ Input and output images are RGB in [0, 1] (the decoder's output is not clamped, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,14 +29,9 @@ from styleengine.nn.adain_ops import (
     calc_mean_std,
     masked_adaptive_instance_normalization,
 )
-from styleengine.nn.vgg import (
-    ADAIN_TAPS,
-    NormalisedVGG,
-    PathOrState,
-    load_state_dict_checked,
-    load_vgg_normalised,
-    read_state_dict,
-)
+from styleengine.nn.vgg import ADAIN_TAPS, NormalisedVGG
+
+from .config import BATCH_SIZE, CONTENT_WEIGHT, LEARNING_RATE, LR_DECAY, MAX_ITER, STYLE_WEIGHT
 
 __all__ = [
     "CAFFE_BGR_MEAN",
@@ -47,20 +44,11 @@ __all__ = [
     "learning_rate",
     "AdaINDecoder",
     "AdaINNet",
-    "load_reference_decoder",
-    "load_reference_adain",
+    "DecoderGraph",
+    "EncoderGraph",
     "reference_preprocess_",
     "init_random_encoder_",
 ]
-
-# Training defaults of the reference ``train.py`` (current version; early versions used style weight 1.0
-# and 100k iterations).  The loss is ``CONTENT_WEIGHT * loss_c + STYLE_WEIGHT * loss_s``.
-CONTENT_WEIGHT: float = 1.0
-STYLE_WEIGHT: float = 10.0
-LEARNING_RATE: float = 1e-4
-LR_DECAY: float = 5e-5
-BATCH_SIZE: int = 8
-MAX_ITER: int = 160_000
 
 Alpha = float | torch.Tensor
 
@@ -264,21 +252,23 @@ class AdaINNet(nn.Module):
         return loss_c, loss_s
 
 
-def load_reference_decoder(path_or_state: PathOrState) -> AdaINDecoder:
-    """Import naoto0804's ``decoder.pth`` / ``decoder_iter_*.pth.tar`` (keys ``1.weight`` ... ``28.bias``).
+class EncoderGraph(nn.Module):
+    """``image`` (N, 3, H, W) RGB in [0, 1] -> ``features`` (N, 512, H/8, W/8), relu4_1."""
 
-    Read through ``torch.load(weights_only=True)`` (or safetensors); mismatched keys raise ``ValueError``.
-    """
-    state = read_state_dict(path_or_state)
-    hint = ""
-    if "0.weight" in state:
-        hint = "Index 0 holds weights, so this looks like the VGG encoder (vgg_normalised.pth), not the decoder."
-    source = "state dict" if isinstance(path_or_state, Mapping) else str(path_or_state)
-    decoder = AdaINDecoder()
-    load_state_dict_checked(decoder, state, source=source, hint=hint)
-    return decoder
+    def __init__(self, encoder: NormalisedVGG) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder(image)
 
 
-def load_reference_adain(vgg: PathOrState, decoder: PathOrState) -> AdaINNet:
-    """An :class:`AdaINNet` from the reference's ``vgg_normalised.pth`` and ``decoder.pth``."""
-    return AdaINNet(load_vgg_normalised(vgg, upto="relu4_1"), load_reference_decoder(decoder))
+class DecoderGraph(nn.Module):
+    """``features`` (N, 512, h, w) -> ``image`` (N, 3, 8h, 8w), RGB nominally in [0, 1] (not clamped)."""
+
+    def __init__(self, decoder: AdaINDecoder) -> None:
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.decoder(features)

@@ -1,4 +1,9 @@
-"""Paired training data: folder layouts, preflight, and the reference's augmentation.
+"""Paired training data for image-to-image GANs (pix2pix, BicycleGAN): folder layouts, preflight, and the
+reference's augmentation (``data/aligned_dataset.py`` / ``data/base_dataset.py``, the same in
+junyanz/pytorch-CycleGAN-and-pix2pix and junyanz/BicycleGAN).
+
+The options are read from any object with the reference's option names (a style's ``TrainConfig``, see
+:class:`PairOptions`).
 
 Layouts (``--data DIR``; ``phase`` defaults to ``train``), tried in this order:
 
@@ -29,18 +34,33 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from PIL import Image
 
-from styleengine.data import BadFile, DatasetError, find_images, match_pairs, preflight_images, probe_image, read_image, to_uint8
-from styleengine.data.preflight import PreflightReport
-
-from .config import TrainConfig
+from . import BadFile, DatasetError, find_images, match_pairs, preflight_images, probe_image, read_image, to_uint8
+from .preflight import PreflightReport
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "Pair", "PairDataset", "PairOptions", "PairedData", "discover", "epoch_batches", "get_params", "prepare", "steps_per_epoch", "transform",
+]
+
+
+class PairOptions(Protocol):
+    """The reference's data options this module reads (a style's ``TrainConfig`` has them)."""
+
+    phase: str
+    max_dataset_size: int | None
+    preflight: str  # "full" | "header"
+    preprocess: str  # "resize_and_crop" | "crop" | "none"
+    load_size: int
+    crop_size: int
+    no_flip: bool
+    direction: str  # "AtoB" | "BtoA"
 
 
 @dataclass(frozen=True)
@@ -82,7 +102,7 @@ def discover(data_dir: Path, phase: str = "train") -> tuple[list[Pair], list[Bad
     )
 
 
-def prepare(data_dir: Path, cfg: TrainConfig, on_bad_file: str, progress: bool = False) -> PairedData:
+def prepare(data_dir: Path, cfg: PairOptions, on_bad_file: str, progress: bool = False) -> PairedData:
     """Discover the pairs, check every file, apply the bad-file policy (raises :class:`DatasetError`)."""
     pairs, problems, layout = discover(data_dir, cfg.phase)
     pairs = sorted(pairs, key=lambda p: p.a)
@@ -105,7 +125,7 @@ def prepare(data_dir: Path, cfg: TrainConfig, on_bad_file: str, progress: bool =
 
 
 # -- the reference's transforms (data/base_dataset.py: get_params / get_transform) ------------------
-def get_params(cfg: TrainConfig, size: tuple[int, int], rng: random.Random) -> dict[str, Any]:
+def get_params(cfg: PairOptions, size: tuple[int, int], rng: random.Random) -> dict[str, Any]:
     w, h = size
     new_w, new_h = (cfg.load_size, cfg.load_size) if cfg.preprocess == "resize_and_crop" else (w, h)
     x = rng.randint(0, max(0, new_w - cfg.crop_size))
@@ -114,7 +134,7 @@ def get_params(cfg: TrainConfig, size: tuple[int, int], rng: random.Random) -> d
     return {"crop_pos": (x, y), "flip": flip}
 
 
-def transform(img: Image.Image, cfg: TrainConfig, params: dict[str, Any], multiple: int, grayscale: bool) -> torch.Tensor:
+def transform(img: Image.Image, cfg: PairOptions, params: dict[str, Any], multiple: int, grayscale: bool) -> torch.Tensor:
     if grayscale:
         img = img.convert("L")
     if cfg.preprocess == "resize_and_crop":
@@ -137,14 +157,19 @@ def transform(img: Image.Image, cfg: TrainConfig, params: dict[str, Any], multip
 
 
 class PairDataset(torch.utils.data.Dataset):
-    """Items are ``(epoch, index)`` keys; returns ``(input, target)`` tensors in [-1, 1]."""
+    """Items are ``(epoch, index)`` keys; returns ``(input, target)`` tensors in [-1, 1].
 
-    def __init__(self, data: PairedData, cfg: TrainConfig, *, multiple: int, input_nc: int, output_nc: int, seed: int) -> None:
+    ``salt`` (the style's name) keeps one style's augmentation draws independent of another's."""
+
+    def __init__(
+        self, data: PairedData, cfg: PairOptions, *, multiple: int, input_nc: int, output_nc: int, seed: int, salt: str = "pix2pix"
+    ) -> None:
         self.pairs = data.pairs
         self.cfg = cfg
         self.multiple = multiple
         self.input_nc, self.output_nc = input_nc, output_nc
         self.seed = seed
+        self.salt = salt
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -162,25 +187,30 @@ class PairDataset(torch.utils.data.Dataset):
         a, b = self.load(self.pairs[index])
         if self.cfg.direction == "BtoA":
             a, b = b, a
-        rng = random.Random(f"pix2pix/{self.seed}/{epoch}/{index}")  # str seeds hash with sha512: stable
+        rng = random.Random(f"{self.salt}/{self.seed}/{epoch}/{index}")  # str seeds hash with sha512: stable
         params = get_params(self.cfg, a.size, rng)
         x = transform(a, self.cfg, params, self.multiple, grayscale=self.input_nc == 1)
         y = transform(b, self.cfg, params, self.multiple, grayscale=self.output_nc == 1)
         return x, y
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[list[tuple[int, int]]]:
+def epoch_batches(
+    n: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1, drop_last: bool = False
+) -> list[list[tuple[int, int]]]:
     """This process's batches of one epoch: a seeded shuffle, global batches of ``batch_size * world``
-    (the last one may be smaller, as the reference's DataLoader keeps it), each process taking its slice."""
+    (the last one may be smaller, as the reference's DataLoader keeps it, unless ``drop_last``: BicycleGAN's
+    reference skips a batch that is not full), each process taking its slice."""
     order = np.random.default_rng([seed, epoch]).permutation(n).tolist()
     step = batch_size * world
     batches = []
     for start in range(0, n, step):
         chunk = order[start : start + step]
+        if drop_last and len(chunk) < step:
+            break
         mine = chunk[rank::world] or chunk[:1]  # every process runs every step (DDP needs it)
         batches.append([(epoch, i) for i in mine])
     return batches
 
 
-def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
-    return math.ceil(n / (batch_size * world))
+def steps_per_epoch(n: int, batch_size: int, world: int = 1, drop_last: bool = False) -> int:
+    return n // (batch_size * world) if drop_last else math.ceil(n / (batch_size * world))

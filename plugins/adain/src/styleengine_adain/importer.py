@@ -1,4 +1,4 @@
-"""Finding and reading the reference checkpoints (naoto0804/pytorch-AdaIN layout).
+"""The reference's formats (naoto0804/pytorch-AdaIN): finding and reading its checkpoints, its release.
 
 The reference ships two files: ``vgg_normalised.pth`` (the encoder, keys ``0.weight`` ... ``51.bias``; its
 README spells it ``vgg_normalized.pth``) and ``decoder.pth`` (keys ``1.weight`` ... ``28.bias``); its
@@ -7,17 +7,24 @@ README spells it ``vgg_normalized.pth``) and ``decoder.pth`` (keys ``1.weight`` 
 
 Where the encoder comes from when only a decoder file is given, in order: an explicit ``vgg`` argument,
 the ``STYLEENGINE_ADAIN_VGG`` environment variable, a ``vgg_normalised.pth`` beside the decoder.
+
+torch is imported inside the functions, so the style class can declare the release without it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+from styleengine.pull import Pretrained
 
-from styleengine.nn.vgg import NormalisedVGG, load_vgg_normalised
+if TYPE_CHECKING:
+    import torch
+
+    from .nets import AdaINDecoder, AdaINNet
 
 RELEASE = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0"
 VGG_ENV = "STYLEENGINE_ADAIN_VGG"
@@ -29,6 +36,20 @@ HOW_TO_GET = (
     "get them with `engine pull adain` (online), or download decoder.pth and vgg_normalised.pth from "
     f"{RELEASE.rsplit('/download', 1)[0]}/tag/v0.0.0 and pass the folder holding both with --weights DIR"
 )
+
+PRETRAINED: dict[str, Pretrained] = {
+    "default": Pretrained(
+        url=f"{RELEASE}/decoder.pth",
+        # Not downloaded by us (no network here): the sha256 values are the ones several independent projects
+        # record for these release assets (vgg_normalised.pth is 80,102,481 bytes).  A mismatch fails the pull.
+        sha256="379ca41d59f3a37eed3599bbbc2560c19da5c458870a5ffd3a9dd41aa88f9472",
+        description="naoto0804/pytorch-AdaIN release v0.0.0: decoder.pth + vgg_normalised.pth (converted from the Lua models)",
+        companions=(
+            Pretrained(url=f"{RELEASE}/vgg_normalised.pth", sha256="804ca2835ecf7539f0cd2a7ac3c18ce81e6f8468969ae7117ac0c148d286bb4a"),
+        ),
+    )
+}
+
 
 
 def _first(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -71,6 +92,7 @@ def find_reference_files(path: str | os.PathLike[str], vgg: str | os.PathLike[st
 def encoder_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """relu4_1 encoder weights (keys ``0.weight`` ... ``28.bias``) from ``vgg_normalised.pth``, its safetensors
     twin, or an AdaIN engine checkpoint (its ``encoder.*`` tensors)."""
+    from styleengine.nn.vgg import NormalisedVGG, load_vgg_normalised
     from styleengine.weights import is_engine_checkpoint, load_checkpoint
 
     path = Path(path)
@@ -83,3 +105,33 @@ def encoder_state(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         model.load_state_dict(state, strict=True)
         return model.state_dict()
     return load_vgg_normalised(path, upto="relu4_1").state_dict()
+
+
+def load_reference_decoder(path_or_state: Any) -> AdaINDecoder:
+    """Import naoto0804's ``decoder.pth`` / ``decoder_iter_*.pth.tar`` (keys ``1.weight`` ... ``28.bias``).
+
+    ``path_or_state``: a path or a ``{key: tensor}`` mapping.  Read through ``torch.load(weights_only=True)``
+    (or safetensors); mismatched keys raise ``ValueError``.
+    """
+    from styleengine.nn.vgg import load_state_dict_checked, read_state_dict
+
+    from .nets import AdaINDecoder
+
+    state = read_state_dict(path_or_state)
+    hint = ""
+    if "0.weight" in state:
+        hint = "Index 0 holds weights, so this looks like the VGG encoder (vgg_normalised.pth), not the decoder."
+    source = "state dict" if isinstance(path_or_state, Mapping) else str(path_or_state)
+    decoder = AdaINDecoder()
+    load_state_dict_checked(decoder, state, source=source, hint=hint)
+    return decoder
+
+
+def load_reference_adain(vgg: Any, decoder: Any) -> AdaINNet:
+    """An :class:`~styleengine_adain.nets.AdaINNet` from the reference's ``vgg_normalised.pth`` and ``decoder.pth``
+    (paths or state dicts)."""
+    from styleengine.nn.vgg import load_vgg_normalised
+
+    from .nets import AdaINNet
+
+    return AdaINNet(load_vgg_normalised(vgg, upto="relu4_1"), load_reference_decoder(decoder))

@@ -135,3 +135,90 @@ def test_train_resume_and_infer_with_weights(tmp_path):
     (empty / "step-0000001").mkdir(parents=True)  # a checkpoint folder cut short: no training_state.json
     r = run("infer", "test-style", str(img), "--weights", str(empty.parent), cwd=tmp_path)
     assert r.returncode == 1 and "without a complete checkpoint" in r.stderr
+
+
+def one_line_failure(r: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """Exit 1, no traceback, exactly one ``error:`` line naming each needle."""
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, r.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_corrupt_weights_and_artifacts_are_one_line_errors(tmp_path):
+    """A pickle named .safetensors, junk, a flipped byte in a checkpoint's tensor data, an ONNX file with a
+    broken header (digest re-recorded), one flipped byte in an exported graph, an external-data path that
+    leaves the folder: each is refused at load with one line and exit 1, never served or run."""
+    import shutil
+
+    import torch
+
+    from styleengine.io import atomic_write_json, sha256_file
+    from styleengine.plugins import load_engine
+    from styleengine.weights import save_checkpoint
+
+    img = tmp_path / "in.png"
+    Image.new("RGB", (16, 16)).save(img)
+    pickled = tmp_path / "pickled.safetensors"
+    torch.save({"net.conv1.weight": torch.zeros(1)}, pickled)
+    one_line_failure(run("infer", "test-style", str(img), "--weights", str(pickled), cwd=tmp_path), "pickled.safetensors", "not a safetensors file")
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(os.urandom(256))
+    one_line_failure(run("infer", "test-style", str(img), "--weights", str(junk), cwd=tmp_path), "junk.safetensors")
+    # a sealed engine checkpoint whose tensor data changed after it was written
+    style = load_engine().style_class("test-style")()
+    ckpt = save_checkpoint(tmp_path / "ckpt", style.state_dict(), style="test-style", model_config=style.model_config.model_dump())
+    model = ckpt / "model.safetensors"
+    data = bytearray(model.read_bytes())
+    data[-3] ^= 0x01  # the last tensor's bytes; the header is untouched, so only the digest can tell
+    model.write_bytes(bytes(data))
+    one_line_failure(run("infer", "test-style", str(img), "--weights", str(ckpt), cwd=tmp_path), "model.safetensors", "sha256")
+
+    art = tmp_path / "art"
+    r = run("-q", "export", "test-style", "--allow-random-weights", "--out", str(art), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    infer_ort = ("infer", "test-style", str(img), "--runtime", "onnxruntime", "--allow-random-weights")
+    assert run(*infer_ort, "--artifacts", str(art), cwd=tmp_path).returncode == 0  # the folder alone suffices
+    [onnx] = art.glob("*.onnx")
+    manifest = json.loads((art / "manifest.json").read_text())
+
+    flipped = tmp_path / "flipped"
+    shutil.copytree(art, flipped)
+    data = bytearray((flipped / onnx.name).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (flipped / onnx.name).write_bytes(bytes(data))
+    one_line_failure(run(*infer_ort, "--artifacts", str(flipped), cwd=tmp_path), onnx.name, "sha256")
+    one_line_failure(run("bench", "test-style", "--runtime", "onnxruntime", "--allow-random-weights", "--artifacts", str(flipped), cwd=tmp_path), onnx.name, "sha256")
+
+    def rerecord(folder: Path) -> None:  # what a careless tool would do: re-record the digest of a damaged file
+        m = json.loads(json.dumps(manifest))
+        m["graphs"]["net"]["onnx_sha256"] = sha256_file(folder / onnx.name)
+        atomic_write_json(folder / "manifest.json", m)
+
+    header = tmp_path / "header"
+    shutil.copytree(art, header)
+    data = bytearray((header / onnx.name).read_bytes())
+    data[:16] = b"\xff" * 16  # the protobuf header no longer parses
+    (header / onnx.name).write_bytes(bytes(data))
+    rerecord(header)
+    one_line_failure(run(*infer_ort, "--artifacts", str(header), cwd=tmp_path), onnx.name)
+
+    escape = tmp_path / "escape"  # a graph whose external data points outside its folder (digests re-recorded)
+    shutil.copytree(art, escape)
+    import onnx as onnx_lib
+    from onnx.external_data_helper import set_external_data
+
+    proto = onnx_lib.load(str(escape / onnx.name))
+    init = proto.graph.initializer[0]
+    set_external_data(init, location="../../../etc/passwd", offset=0, length=16)
+    init.data_location = onnx_lib.TensorProto.EXTERNAL
+    init.ClearField("raw_data")
+    for f in ("float_data", "int32_data", "int64_data", "double_data"):
+        init.ClearField(f)
+    (escape / onnx.name).write_bytes(proto.SerializeToString())
+    rerecord(escape)
+    line = one_line_failure(run(*infer_ort, "--artifacts", str(escape), cwd=tmp_path), onnx.name)
+    assert "external data path escapes" in line.lower(), line  # ONNX Runtime's own refusal, as one line

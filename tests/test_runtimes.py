@@ -111,6 +111,75 @@ def test_tensorrt_manifest_checked_at_load():
         check_engine_record(GraphRecord(name="net"), "10.3.0", "9.0")
 
 
+def _manifest_folder(style, onnx_path, tmp_path):
+    import shutil
+
+    from styleengine.export.manifest import GraphRecord, Manifest
+    from styleengine.io import sha256_file
+
+    spec = style.graphs()[0]
+    shutil.copyfile(onnx_path, tmp_path / "net.onnx")
+    Manifest(style="test-style", variant="default", precision="fp16", graphs={
+        spec.name: GraphRecord(name=spec.name, onnx="net.onnx", onnx_sha256=sha256_file(tmp_path / "net.onnx"), spec=spec.to_dict()),
+    }).write(tmp_path)
+    return spec
+
+
+def test_import_engine_records_a_trtexec_plan_the_runtime_accepts(style, onnx_path, tmp_path):
+    """Where TensorRT is missing the caller states version and GPU; the record passes the runtime's checks."""
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:  # pragma: no cover - on TensorRT machines a fake plan does not deserialise
+        pytest.skip("a fake plan is only recordable where TensorRT is missing")
+    from styleengine.cli import main
+    from styleengine.export.manifest import Manifest
+    from styleengine.export.tensorrt import profile_shapes
+    from styleengine.io import sha256_file
+    from styleengine.runtime.tensorrt import check_engine_record
+
+    spec = _manifest_folder(style, onnx_path, tmp_path)
+    plan = tmp_path / "built-by-trtexec.plan"
+    plan.write_bytes(b"not really a plan")
+    with pytest.raises(RuntimeUnavailableError, match="--tensorrt-version and --compute-capability"):
+        from styleengine.export.plan_import import import_plan
+
+        import_plan(tmp_path, spec.name, plan)
+    with pytest.raises(ValueError, match="no graph 'nope' in the manifest"):
+        import_plan(tmp_path, "nope", plan, tensorrt_version="10.3.0", compute_capability="9.0")
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["import-engine", str(tmp_path), "--graph", spec.name, "--plan", str(plan),
+              "--tensorrt-version", "10.3.0", "--compute-capability", "9.0", "--gpu", "NVIDIA H100"])
+    assert exit_.value.code == 0
+    manifest = Manifest.load(tmp_path)
+    rec = manifest.graphs[spec.name]
+    assert rec.engine.path == f"{spec.name}.fp16.plan" and rec.engine.precision == "fp16"
+    assert rec.engine.sha256 == sha256_file(tmp_path / rec.engine.path) == sha256_file(plan)
+    assert rec.engine.profile == profile_shapes(spec) and rec.engine.model_extra["verified"] is False
+    check_engine_record(rec, "10.3.0", "9.0")  # what TrtSession checks before deserialising
+    with pytest.raises(ArtifactMismatchError, match="this GPU is 8.6"):
+        check_engine_record(rec, "10.3.0", "8.6")
+    manifest.check_files(tmp_path)  # the plan's digest is part of the folder's
+    (tmp_path / rec.engine.path).write_bytes(b"tampered")
+    with pytest.raises(ArtifactMismatchError, match="sha256 does not match"):
+        manifest.check_files(tmp_path)
+
+
+def test_plan_profile_must_cover_the_exported_dims(style):
+    from styleengine.export.plan_import import check_profile_covers
+    from styleengine.export.tensorrt import profile_shapes
+
+    spec = style.graphs()[0]
+    wanted = profile_shapes(spec)
+    check_profile_covers(spec.name, wanted, spec)
+    (mn, opt, mx), = wanted.values()
+    narrow = {name: [mn, opt, opt] for name in wanted}
+    with pytest.raises(ArtifactMismatchError, match="does not cover the exported"):
+        check_profile_covers(spec.name, narrow, spec)
+
+
 @pytest.mark.tensorrt
 def test_tensorrt_session_contract(style, onnx_path, tmp_path):
     pytest.importorskip("tensorrt")

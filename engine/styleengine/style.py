@@ -151,6 +151,13 @@ class Style:
     #: (submit / status / get / cancel) besides the synchronous endpoint, and it reports progress
     #: through :func:`styleengine.cancel.progress` and stops at :func:`styleengine.cancel.check`.
     long_running: ClassVar[bool] = False
+    #: The smallest model configuration (``ModelConfig`` values, as ``--model-set`` takes them) with the
+    #: architecture's real structure: what tests, the CPU demo and CPU benchmarks serve.  Every style is
+    #: servable in it on a CPU within a minute (tests/serving/test_every_style.py checks all installed styles).
+    tiny_model_set: ClassVar[Mapping[str, Any]] = {}
+    #: Request parameters that keep one request of the tiny configuration quick on a CPU (``--param``),
+    #: e.g. a diffusion style's steps and working resolution.
+    tiny_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, model_config: StyleConfig | Mapping[str, Any] | None = None, variant: str | None = None):
         if model_config is None:

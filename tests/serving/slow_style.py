@@ -4,6 +4,9 @@ Loaded into a server with ``engine -p slow_style serve slow-style`` (tests/servi
 step sleeps ``step_ms`` and then checks :func:`styleengine.cancel.check`, like a diffusion loop would; every
 step it starts is appended to the file named by ``SLOW_STYLE_LOG`` (``<request id> <step>``), so a test can
 see that a timed-out request's work really stopped.  Its output is the input inverted.
+
+With ``SLOW_STYLE_FAIL_INFER`` set, every inference raises (its value is the message): warm-up then fails inside
+the worker, the start-up failure path that only a running server can show.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ class SlowStyle(Style):
         return {}
 
     def infer(self, sessions: Mapping[str, Any], batch: Sequence[StyleRequest], cfg: Config) -> list[StyleResult]:
+        failure = os.environ.get("SLOW_STYLE_FAIL_INFER")
+        if failure:
+            raise RuntimeError(failure)
         log = os.environ.get("SLOW_STYLE_LOG")
         for step in range(cfg.steps):
             if log:

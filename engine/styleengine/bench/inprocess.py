@@ -116,7 +116,7 @@ class _Target:
 
 
 def _open_target(engine: Any, style: Any, params: Any, cfg: BenchConfig, runtime: str, precision: str, say: Callable[[str], None]) -> _Target:
-    from ..runtime.base import ArtifactMismatchError, RuntimeUnavailableError, SessionOptions
+    from ..runtime.base import ArtifactMismatchError, DamagedArtifactError, RuntimeUnavailableError, SessionOptions
     from ..sessions import open_sessions
 
     t = _Target(runtime, precision)
@@ -142,6 +142,8 @@ def _open_target(engine: Any, style: Any, params: Any, cfg: BenchConfig, runtime
                 )
         options = SessionOptions(device=cfg.device, precision=precision, threads=cfg.threads)  # type: ignore[arg-type]
         t.sessions = open_sessions(engine, style, runtime, artifacts=t.artifacts, options=options)
+    except DamagedArtifactError:
+        raise  # damaged files (the user's folder or the cache) are an error, not a runtime quietly left out
     except (RuntimeUnavailableError, ArtifactMismatchError) as exc:
         t.status, t.reason = "unavailable", str(exc)
     except Exception as exc:  # noqa: BLE001 - one runtime failing must not lose the others' numbers

@@ -113,12 +113,12 @@ class Manifest(BaseModel):
 
         Every runtime that loads artifacts calls this first (CLI, server, benchmark): a flipped byte in an
         ONNX file or an engine is an error at load, never a wrong answer."""
-        from ..runtime.base import ArtifactMismatchError
+        from ..runtime.base import DamagedArtifactError
 
         subset = self if graphs is None else self.model_copy(update={"graphs": {k: v for k, v in self.graphs.items() if k in graphs}})
         problems = subset.verify_files(folder)
         if problems:
-            raise ArtifactMismatchError(f"{folder}: refusing to load damaged artifacts: {'; '.join(problems)}")
+            raise DamagedArtifactError(f"{folder}: refusing to load damaged artifacts: {'; '.join(problems)}")
 
 
 def library_versions() -> dict[str, str]:

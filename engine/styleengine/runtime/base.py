@@ -35,6 +35,10 @@ class ArtifactMismatchError(RuntimeError):
     """An exported artifact does not match this machine or this request (refused at load time)."""
 
 
+class DamagedArtifactError(ArtifactMismatchError):
+    """An artifact file is missing or differs from the digest its manifest recorded (never loaded)."""
+
+
 @runtime_checkable
 class Session(Protocol):
     """One loaded graph.  ``run`` takes every input by name and returns every output by name."""

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import Runtime, RuntimeUnavailableError, Session, SessionOptions, check_inputs
+from .base import ArtifactMismatchError, Runtime, RuntimeUnavailableError, Session, SessionOptions, check_inputs
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,11 @@ class OrtSession:
             # next batch need (measured: the runner's CPU per request fell from ~72 to ~18 ms).
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-        self._sess = ort.InferenceSession(str(path), sess_options=so, providers=[p for p in wanted if (p[0] if isinstance(p, tuple) else p) in available])
+        try:
+            self._sess = ort.InferenceSession(str(path), sess_options=so, providers=[p for p in wanted if (p[0] if isinstance(p, tuple) else p) in available])
+        except Exception as exc:  # ORT's pybind errors (InvalidProtobuf, Fail, InvalidGraph ...) carry multi-line text
+            reason = " ".join(str(exc).split())
+            raise ArtifactMismatchError(f"{path}: ONNX Runtime cannot load this graph ({type(exc).__name__}: {reason[:300]})") from None
         used = self._sess.get_providers()
         self.providers = used
         self.graph = spec.name

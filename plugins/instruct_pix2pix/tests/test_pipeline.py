@@ -116,7 +116,9 @@ def test_edit_batch_equals_single_and_resizes(tiny_ip2p):
     args = (sessions, tiny_ip2p.tokenizer, tiny_ip2p.scheduler)
     both = edit(*args, images, INSTRUCTIONS, seeds=SEEDS, steps=3)
     one = edit(*args, images[1:], INSTRUCTIONS[1:], seeds=SEEDS[1:], steps=3)
-    assert_close(both[1:], one, what="request 1 batched vs alone")
+    # Batched GEMMs sum in another order than single ones (oneDNN picks kernels by batch size): after three
+    # ancestral steps fp32 rounding reaches ~1e-5 (1.1e-5 seen on a loaded machine), so 1e-4 of the [-1, 1] range.
+    assert_close(both[1:], one, rel=1e-4, what="request 1 batched vs alone")
     # resolution rule + back-resize to the request's size
     odd = torch.rand(1, 3, 40, 72, generator=torch.Generator().manual_seed(6)) * 2 - 1
     out = edit(*args, odd, ["x"], seeds=[0], steps=2, resolution=64, output_size=(40, 72))

@@ -53,6 +53,8 @@ class AdaINStyle(Style):
         max_side=8192,
     )
     train_data = ("content", "style")
+    #: AdaIN has no smaller architecture; a small working size keeps a CPU request quick.
+    tiny_params = {"content_size": 64, "style_size": 64}
     pretrained = PRETRAINED
     weights_hint = f"AdaIN needs its reference weights: {HOW_TO_GET}; or train a decoder with `engine train adain --content DIR --style DIR --set vgg=vgg_normalised.pth`"
 

@@ -157,6 +157,8 @@ class InstructPix2PixStyle(Style):
         seeded=True,
     )
     train_data = ("data",)
+    tiny_model_set = {"size": "tiny"}
+    tiny_params = {"steps": 2, "resolution": 64}
     pretrained = {
         "timbrooks": Pretrained(
             url=HUB_REF,

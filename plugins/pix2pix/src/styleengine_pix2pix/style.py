@@ -56,6 +56,8 @@ class Pix2Pix(Style):
         seeded=True,
     )
     variants = ("eval", "reference")
+    #: The real U-Net structure at a quarter of the width (the serving and CLI tests' model).
+    tiny_model_set = {"netG": "unet_128", "ngf": 4}
     pretrained = PRETRAINED
     weights_hint = (
         "pull published weights (`engine pull pix2pix:facades_label2photo`, see `engine pull --help`), import a "

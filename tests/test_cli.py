@@ -222,3 +222,26 @@ def test_corrupt_weights_and_artifacts_are_one_line_errors(tmp_path):
     rerecord(escape)
     line = one_line_failure(run(*infer_ort, "--artifacts", str(escape), cwd=tmp_path), onnx.name)
     assert "external data path escapes" in line.lower(), line  # ONNX Runtime's own refusal, as one line
+
+
+def test_checkpoints_total_limit_and_interrupted_writes_are_cleaned(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(data / f"{i}.png")
+    common = ("train", "test-style", "--data", str(data), "--set", "size=16", "--checkpoint-every", "2", "--no-progress")
+    r = run(*common, "--set", "steps=6", "--checkpoints-total-limit", "2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    ckpts = tmp_path / "runs" / "test-style" / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("step-*")) == ["step-0000004", "step-0000006"]
+    # what a kill -9 during a checkpoint write leaves: a half-built temporary folder, and a half-swapped old one
+    (ckpts / ".step-0000008.k3j2.tmp").mkdir()
+    (ckpts / ".step-0000008.k3j2.tmp" / "model.safetensors").write_bytes(b"half")
+    (ckpts / ".step-0000006.old-123").mkdir()
+    r = run(*common, "--set", "steps=8", "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not list(ckpts.glob(".step-*")), list(ckpts.iterdir())
+    assert sorted(p.name for p in ckpts.glob("step-*")) == ["step-0000004", "step-0000006", "step-0000008"]  # no limit: all kept
+    r = run(*common, "--checkpoints-total-limit", "0", cwd=tmp_path)
+    assert r.returncode == 2 and "--checkpoints-total-limit" in r.stderr

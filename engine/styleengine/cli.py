@@ -421,12 +421,13 @@ def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir
 @click.option("--sample-every", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option("--on-bad-file", type=click.Choice(["skip", "fail"]), default="fail", show_default=True)
+@click.option("--checkpoints-total-limit", type=click.IntRange(min=1), help="Keep only the N newest checkpoints [all].")
 @click.option("--weights", help="Start from these weights (fine-tuning).")
 @click.option("--no-progress", is_flag=True)
 @click.pass_context
 def train(ctx: click.Context, style_name: str, data: Path | None, config_path: Path | None, sets: tuple[str, ...], out: Path | None,
           resume: bool, max_steps: int | None, seed: int, mixed_precision: str, cpu: bool, sample_every: int, checkpoint_every: int,
-          on_bad_file: str, weights: str | None, no_progress: bool) -> None:
+          on_bad_file: str, checkpoints_total_limit: int | None, weights: str | None, no_progress: bool) -> None:
     """Train STYLE.  Styles with several data folders take them as options (e.g. --content DIR --style DIR)."""
     import yaml
 
@@ -462,7 +463,7 @@ def train(ctx: click.Context, style_name: str, data: Path | None, config_path: P
     tctx = TrainContext(
         out_dir=out or Path("runs") / cls.name, data=folders, resume=resume, max_steps=max_steps, seed=seed,
         mixed_precision=mixed_precision, cpu=cpu, sample_every=sample_every, checkpoint_every=checkpoint_every,
-        on_bad_file=on_bad_file, show_progress=not no_progress,
+        on_bad_file=on_bad_file, show_progress=not no_progress, checkpoints_total_limit=checkpoints_total_limit,
     )
     result = engine.hook.style_train(style=style, cfg=cfg, ctx=tctx)
     state = "interrupted" if result.interrupted else "finished"

@@ -364,6 +364,17 @@ def test_truncated_jpeg(fraction):
         decode_image(data[: int(len(data) * fraction)])
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_every_cut_is_truncated_not_corrupt(fmt):
+    """A cut anywhere past the format signature reads as truncated (a cut inside a PNG chunk header once read
+    as corrupt), except after the last pixel: a PNG missing only its IEND chunk has every pixel and decodes."""
+    data = encode(Image.fromarray(noise()), fmt)
+    start = 12 if fmt == "WEBP" else 8
+    for n in [*range(start, 160), len(data) // 3, len(data) // 2, len(data) - 40]:
+        with pytest.raises(TruncatedImageError):
+            decode_image(data[:n])
+
+
 def test_truncated_webp():
     data = encode(Image.fromarray(noise()), "WEBP")
     with pytest.raises(TruncatedImageError):
@@ -423,16 +434,19 @@ def test_decompression_bomb_header_refused_before_decoding(no_pixel_decoding):
         decode_image(bomb)
     assert time.perf_counter() - start < 1.0
     assert (err.value.code, err.value.http_status) == ("too_many_pixels", 413)
-    assert "16.8 MP" in err.value.detail
+    assert "16,777,216 pixels" in err.value.detail
 
 
 def test_pixel_limit_message(no_pixel_decoding):
     data = handmade_png(5000, 5000, 8, 2, b"")
-    with pytest.raises(TooManyPixelsError, match=r"^image is 5000x5000 = 25\.0 MP, above the limit of 16\.8 MP$"):
+    with pytest.raises(TooManyPixelsError, match=r"^image is 5000x5000 = 25,000,000 pixels, above the limit of 16,777,216 pixels \(16\.8 MP\)$"):
         decode_image(data)
+    # just over the limit: exact counts, never "16.8 MP above 16.8 MP"
+    with pytest.raises(TooManyPixelsError, match=r"4100x4100 = 16,810,000 pixels, above the limit of 16,777,216 pixels"):
+        decode_image(handmade_png(4100, 4100, 8, 2, b""))
     with warnings.catch_warnings():  # 144 MP is above Pillow's own warning threshold (89 MP)
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with pytest.raises(TooManyPixelsError, match=r"12000x12000 = 144\.0 MP, above the limit of 16\.8 MP"):
+        with pytest.raises(TooManyPixelsError, match=r"12000x12000 = 144,000,000 pixels, above the limit"):
             decode_image(handmade_png(12000, 12000, 8, 2, b""))
 
 

@@ -260,6 +260,13 @@ def test_openapi_documents_the_style_parameters(server):
     assert props["image"]["format"] == "binary" and "seed" in props
     assert "/stylize.json" in spec["paths"]
     assert "styleengine-runner" not in json.dumps(spec["paths"])  # the runner is internal
+    for route in ("/stylize", "/stylize.json"):
+        responses = spec["paths"][route]["post"]["responses"]
+        assert {"200", "400", "408", "413", "415", "422", "429", "503", "504"} <= set(responses), sorted(responses)
+        assert "too_many_requests" in responses["429"]["description"]
+        assert responses["422"]["content"]["application/json"]["schema"]["allOf"][0]["$ref"] == "#/components/schemas/StyleengineError"
+    assert spec["components"]["schemas"]["StyleengineError"]["required"] == ["error", "detail"]
+    assert {"type": "null"} in props["seed"]["anyOf"]  # omitted or null: the server draws one
 
 
 CHROMIUM = Path("/usr/bin/chromium")

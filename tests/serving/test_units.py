@@ -364,3 +364,40 @@ def test_tensorrt_runner_builds_engines_at_startup(test_style_model, tmp_path, m
     style = engine.style_class("test-style")()
     [ref] = style.infer(open_sessions(engine, style, "torch"), [StyleRequest(images={"image": from_uint8(img)})], style.Config())
     assert np.abs(outs[0].image.astype(int) - to_uint8(ref.image).astype(int)).max() <= 2
+
+
+def test_openapi_lists_every_error_code_the_service_answers():
+    """Every error code raised anywhere in the serving code and the image decoder is documented under the
+    status it is answered with (a new code without documentation fails here)."""
+    import json
+    import re
+    from pathlib import Path
+
+    import styleengine.data.errors as data_errors
+    import styleengine.serving as serving
+    from styleengine.serving.openapi import STATUSES, complete
+
+    documented = {code: status for status, (_, codes) in STATUSES.items() for code in codes}
+    sources = [p.read_text() for p in Path(serving.__file__).parent.glob("*.py")]
+    found: set[tuple[int, str]] = set()
+    for text in sources:
+        found |= {(int(s), c) for s, c in re.findall(r'ApiError\(\s*(\d{3}),\s*"([a-z_]+)"', text)}
+        found |= {(int(s), c) for s, c in re.findall(r'_refuse\(send, (\d{3}), "([a-z_]+)"', text)}
+        found |= {(int(s), c) for s, c in re.findall(r'status=(\d{3}), error="([a-z_]+)"', text)}
+        found |= {(int(s), c) for s, c in re.findall(r'return (\d{3}), "([a-z_]+)"', text)}
+    text = Path(data_errors.__file__).read_text()
+    found |= {(int(s), c) for c, s in re.findall(r'code = "([a-z_]+)"\n\s+http_status = (\d{3})', text)}
+    assert len(found) > 20, found
+    found.discard((405, "method_not_allowed"))  # answered on other methods, not on the documented POST
+    missing = sorted((s, c) for s, c in found if documented.get(c) != s)
+    assert not missing, f"undocumented (status, code): {missing}"
+
+    spec = {"paths": {"/stylize": {"post": {"responses": {"200": {}, "400": {"description": "bentoml"}},
+                                            "requestBody": {"content": {"multipart/form-data": {"schema": {"properties": {
+                                                "seed": {"type": "integer", "minimum": 0, "maximum": 10}}}}}}}}}}
+    done = complete(spec, ["/stylize", "/absent"])
+    responses = done["paths"]["/stylize"]["post"]["responses"]
+    assert set(responses) == {"200", *map(str, STATUSES)} and "bentoml" not in json.dumps(responses)
+    seed = done["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["seed"]
+    assert seed == {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 10}, {"type": "null"}]}
+    assert spec["paths"]["/stylize"]["post"]["responses"]["400"] == {"description": "bentoml"}  # the input is not changed

@@ -307,7 +307,7 @@ def _open_checked(
         im = Image.open(io.BytesIO(data), formats=[fmt])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TooManyPixelsError(
-            f"image is too large to decode safely ({exc}); the limit is {limits.max_pixels / 1e6:.1f} MP",
+            f"image is too large to decode safely ({exc}); the limit is {limits.max_pixels:,} pixels",
             source=source,
         ) from None
     except MemoryError:
@@ -321,8 +321,8 @@ def _open_checked(
             raise CorruptImageError(f"{fmt} header declares an empty size {width}x{height}", source=source)
         if width * height > limits.max_pixels:
             raise TooManyPixelsError(
-                f"image is {width}x{height} = {width * height / 1e6:.1f} MP, "
-                f"above the limit of {limits.max_pixels / 1e6:.1f} MP",
+                f"image is {width}x{height} = {width * height:,} pixels, "
+                f"above the limit of {limits.max_pixels:,} pixels ({limits.max_pixels / 1e6:.1f} MP)",
                 source=source,
             )
         if max(width, height) > limits.max_side:
@@ -344,18 +344,39 @@ def _open_checked(
     return im, fmt
 
 
+def _container_cut_short(data: bytes, fmt: str) -> bool:
+    """True when the container itself says the data stops early: a PNG chunk running past the end (or no
+    IEND), a JPEG without its end-of-image marker, a RIFF (WebP) size larger than the data.  Pillow's own
+    message depends on where the cut falls (a cut inside a chunk header reads as a broken chunk)."""
+    if fmt == "PNG":
+        if len(data) < _PNG_HEADER_LEN:
+            return True
+        pos = 8
+        while pos + 8 <= len(data):
+            (length,) = struct.unpack(">I", data[pos : pos + 4])
+            kind = data[pos + 4 : pos + 8]
+            end = pos + 12 + length
+            if end > len(data):
+                return True
+            if kind == b"IEND":
+                return False
+            pos = end
+        return True  # chunks end mid-header, or no IEND at all
+    if fmt == "JPEG":
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if fmt == "WEBP" and len(data) >= 8:
+        (riff_size,) = struct.unpack("<I", data[4:8])
+        return riff_size + 8 > len(data)
+    return False
+
+
 def _decode_failure(exc: BaseException, data: bytes, fmt: str, source: str | None) -> ImageDecodeError:
     """Tell truncated data from otherwise broken data, from Pillow's exception and the container sizes."""
     if isinstance(exc, UnidentifiedImageError):
         reason = "Pillow cannot identify it"  # its own message only names the BytesIO object
     else:
         reason = str(exc) or type(exc).__name__
-    truncated = isinstance(exc, EOFError) or "truncated" in reason.lower()
-    if fmt == "PNG" and len(data) < _PNG_HEADER_LEN:
-        truncated = True
-    elif fmt == "WEBP" and len(data) >= 8:
-        (riff_size,) = struct.unpack("<I", data[4:8])
-        truncated = truncated or riff_size + 8 > len(data)
+    truncated = isinstance(exc, EOFError) or "truncated" in reason.lower() or _container_cut_short(data, fmt)
     if truncated:
         return TruncatedImageError(
             f"{fmt} data ends before the image does ({len(data)} bytes; {reason})", source=source

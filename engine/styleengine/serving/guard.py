@@ -33,6 +33,8 @@ from .errors import error_body
 
 __all__ = ["RequestGuard", "send_json"]
 
+#: BentoML's OpenAPI document, completed with every status the service answers (see :mod:`.openapi`).
+DOCS_PATH = "/docs.json"
 #: Nothing more arrived for this long at the receipt deadline: the body is short, not slow.
 STALL_S = 1.0
 
@@ -83,6 +85,8 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         if scope.get("path") not in self.guarded:
+            if scope.get("path") == DOCS_PATH and scope.get("method") == "GET":
+                send = _completed_docs(send, self.guarded)
             await self.app(scope, receive, _json_errors(send))
             return
         if scope.get("method") != "POST":
@@ -185,6 +189,34 @@ class RequestGuard:
         if self.on_reject is not None:
             self.on_reject(code)
         await send_json(send, status, error_body(code, detail), headers=headers, close=close)
+
+
+def _completed_docs(send: Any, routes: Iterable[str]) -> Any:
+    """Buffer BentoML's ``/docs.json`` answer and send it completed by :func:`.openapi.complete`."""
+    from .openapi import complete
+
+    held: dict[str, Any] = {}
+
+    async def wrapped(message: Any) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 200:
+            held["start"], held["body"] = message, b""
+            return
+        if "start" in held and message["type"] == "http.response.body":
+            held["body"] += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            start, body = held.pop("start"), held.pop("body")
+            try:
+                payload = json.dumps(complete(json.loads(body), sorted(routes))).encode()
+            except ValueError:  # not JSON after all: pass it on untouched
+                payload = body
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload, "more_body": False})
+            return
+        await send(message)
+
+    return wrapped
 
 
 def _json_errors(send: Any) -> Any:

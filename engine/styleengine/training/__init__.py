@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .checkpoint import latest_checkpoint, load_training_checkpoint, prune_checkpoints, save_training_checkpoint
+from .checkpoint import (
+    latest_checkpoint,
+    load_training_checkpoint,
+    prune_checkpoints,
+    remove_stale_temporaries,
+    save_training_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,8 @@ class TrainContext:
     log_every: int = 10
     on_bad_file: Literal["skip", "fail"] = "fail"
     show_progress: bool = True
+    #: Keep only this many newest checkpoints (diffusers' ``checkpoints_total_limit``); None keeps all.
+    checkpoints_total_limit: int | None = None
     interrupted: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -82,7 +90,13 @@ class TrainContext:
 
     def save(self, step: int, *, keep: int | None = None, **kwargs: Any) -> Path:
         """Save a checkpoint (see :func:`save_training_checkpoint`); ``keep``: then delete all but the newest
-        ``keep`` ones (diffusers' ``checkpoints_total_limit``; None keeps every one)."""
+        ``keep`` ones (diffusers' ``checkpoints_total_limit``; default: the context's limit, None keeps all).
+
+        Half-written checkpoints a killed earlier save left behind (``.step-*.tmp`` folders) are removed first:
+        one training run writes one run folder, so nothing else can be writing them."""
+        for stale in remove_stale_temporaries(self.checkpoints_dir):
+            log.info("removed %s, left by an interrupted checkpoint write", stale)
+        keep = self.checkpoints_total_limit if keep is None else keep
         path = save_training_checkpoint(self.checkpoints_dir / f"step-{step:07d}", step=step, **kwargs)
         log.info("checkpoint %s", path)
         if keep is not None:
@@ -123,6 +137,6 @@ class TrainContext:
 
 
 __all__ = [
-    "TrainContext", "TrainResult", "latest_checkpoint", "load_training_checkpoint", "prune_checkpoints",
+    "TrainContext", "TrainResult", "latest_checkpoint", "load_training_checkpoint", "prune_checkpoints", "remove_stale_temporaries",
     "save_training_checkpoint",
 ]

@@ -133,6 +133,18 @@ def prune_checkpoints(checkpoints_dir: str | Path, keep: int) -> list[Path]:
     return doomed
 
 
+def remove_stale_temporaries(checkpoints_dir: str | Path) -> list[Path]:
+    """Delete what interrupted atomic writes left in ``checkpoints_dir``: ``.step-*.tmp`` folders being
+    built and ``.step-*.old-*`` folders being replaced (see :func:`styleengine.io.atomic_dir`).  Returns them."""
+    d = Path(checkpoints_dir)
+    if not d.is_dir():
+        return []
+    stale = sorted(p for pattern in (".step-*.tmp", ".step-*.old-*") for p in d.glob(pattern) if p.is_dir())
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
+
+
 def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
     d = Path(checkpoints_dir)
     marker = d / LATEST

@@ -9,6 +9,11 @@ the error, so one broken plugin never takes the CLI or the server down; ``strict
 ``STYLEENGINE_PLUGINS`` is an allow-list of plugin (entry-point) names, comma separated; when set,
 only those load (``STYLEENGINE_PLUGINS=`` loads none but the engine's own).  Extra plugin modules
 can be given by import path (``-p my.module`` or ``STYLEENGINE_EXTRA_PLUGINS``), like pytest's ``-p``.
+
+A plugin's import runs under a deadline (``STYLEENGINE_PLUGIN_IMPORT_TIMEOUT`` seconds, 120 by default:
+a cold import of diffusers and torch on a busy 2-core machine takes tens of seconds): an import that hangs
+(a network call, a lock) is abandoned in its thread and the plugin skipped like one that raised.  Anything
+a plugin's import raises, ``SystemExit`` included, is caught the same way.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -33,6 +39,8 @@ GROUP = "styleengine"
 ENV_ALLOW = "STYLEENGINE_PLUGINS"
 ENV_EXTRA = "STYLEENGINE_EXTRA_PLUGINS"
 ENV_STRICT = "STYLEENGINE_STRICT"
+ENV_IMPORT_TIMEOUT = "STYLEENGINE_PLUGIN_IMPORT_TIMEOUT"
+DEFAULT_IMPORT_TIMEOUT_S = 120.0
 BUILTIN = "styleengine.builtin"
 
 
@@ -124,6 +132,42 @@ def _allow_list(allow: Iterable[str] | None) -> set[str] | None:
     return {a.strip() for a in raw.split(",") if a.strip()}
 
 
+def import_timeout() -> float:
+    raw = os.environ.get(ENV_IMPORT_TIMEOUT, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_IMPORT_TIMEOUT_S
+    except ValueError:
+        raise PluginLoadError(f"{ENV_IMPORT_TIMEOUT}={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise PluginLoadError(f"{ENV_IMPORT_TIMEOUT}={raw!r} must be positive")
+    return value
+
+
+def _import_within(load: Any, name: str) -> Any:
+    """``load()`` on a daemon thread, waited for :func:`import_timeout` seconds.  Its exception (any, as
+    a plugin calling ``sys.exit`` at import must not end the CLI) is re-raised as a RuntimeError here."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["module"] = load()
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            result["error"] = exc
+
+    t = threading.Thread(target=run, name=f"styleengine-import-{name}", daemon=True)
+    t.start()
+    timeout = import_timeout()
+    t.join(timeout)
+    if t.is_alive():
+        raise RuntimeError(f"its import did not finish within {timeout:g} s ({ENV_IMPORT_TIMEOUT}); it was abandoned")
+    if "error" in result:
+        exc = result["error"]
+        if isinstance(exc, Exception):
+            raise exc
+        raise RuntimeError(f"its import raised {type(exc).__name__}: {exc}")
+    return result["module"]
+
+
 def load_engine(
     *,
     strict: bool | None = None,
@@ -164,9 +208,9 @@ def load_engine(
             continue
         try:
             if isinstance(loader, metadata.EntryPoint):
-                module = loader.load()
+                module = _import_within(loader.load, name)
             elif isinstance(loader, str):
-                module = importlib.import_module(loader.strip())
+                module = _import_within(lambda: importlib.import_module(loader.strip()), name)
             else:
                 module = loader
             pm.register(module, name=name)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from . import API_VERSION
 
@@ -46,9 +46,31 @@ class Capability(str, enum.Enum):
 
 
 class StyleConfig(BaseModel):
-    """Base for a style's pydantic configs: unknown keys and non-finite numbers are refused."""
+    """Base for a style's pydantic configs: unknown keys, non-finite numbers and booleans given for
+    numbers (pydantic's lax mode reads ``true`` as 1.0) are refused."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True, protected_namespaces=())
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bools_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and _numeric_only(field.annotation):
+            raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
+
+
+def _numeric_only(annotation: Any) -> bool:
+    """int / float, optionally with None (``float | None``): the annotations where a bool is a mistake."""
+    import types
+    import typing
+
+    if annotation in (int, float):
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return bool(args) and all(a in (int, float) for a in args)
+    return False
 
 
 class EmptyConfig(StyleConfig):

@@ -7,7 +7,8 @@ generic 400 / 404 / 500 for each route.  The service answers more than that, alw
 * the ``StyleengineError`` schema (``error`` code, ``detail`` sentence, optional ``field`` / ``errors``);
 * one response per status the guard, the request parser and the runner answer, each naming its
   ``error`` codes (so a client generator or schemathesis knows them), replacing BentoML's generic ones;
-* ``seed`` as nullable: omitted or ``null`` means "draw one" (the answer reports the seed used).
+* ``seed`` as nullable, in the request (omitted or ``null``: the server draws one) and in the JSON answer
+  (``null`` for deterministic styles); BentoML renders ``int | None`` as a plain integer.
 
 The guard (:mod:`.guard`) applies it to BentoML's own ``/docs.json`` response, so the document is
 complete whatever BentoML version generated it.
@@ -81,6 +82,18 @@ def complete(spec: dict[str, Any], routes: Iterable[str]) -> dict[str, Any]:
             del responses[status]  # BentoML's generic entries (its own error shape, which this service never answers)
         for status, (description, codes) in STATUSES.items():
             responses[str(status)] = _error_response(description, codes)
-        for content in op.get("requestBody", {}).get("content", {}).values():
-            _nullable_seed(content.get("schema", {}))
+        contents = [*op.get("requestBody", {}).get("content", {}).values(), *responses.get("200", {}).get("content", {}).values()]
+        for content in contents:
+            _nullable_seed(_resolve(out, content.get("schema", {})))
     return out
+
+
+def _resolve(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema a local ``$ref`` points to (BentoML puts output models under components)."""
+    ref = schema.get("$ref") if isinstance(schema, dict) else None
+    if isinstance(ref, str) and ref.startswith("#/"):
+        node: Any = spec
+        for part in ref[2:].split("/"):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        return node if isinstance(node, dict) else {}
+    return schema

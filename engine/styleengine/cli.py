@@ -189,6 +189,34 @@ def plugins(ctx: click.Context, as_json: bool, check: bool) -> None:
         sys.exit(EXIT_USER)
 
 
+@cli.group("plugin")
+def plugin_group() -> None:
+    """Write plugins: start one from the template (see docs/writing-a-plugin.md)."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--dir", "dest", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Folder to create styleengine-NAME in.")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Template folder [examples/styleengine-tonemap of this checkout, or $STYLEENGINE_TEMPLATE].")
+@click.pass_context
+def plugin_new(ctx: click.Context, name: str, dest: Path, template: Path | None) -> None:
+    """Create styleengine-NAME (package styleengine_NAME, style NAME) from the template plugin.
+
+    The copy is a working tone-mapping style with its tests (the conformance suite); install it with
+    `pip install -e DIR`, then run its tests and change it into your style.
+    """
+    from .scaffold import ScaffoldError, new_plugin
+
+    try:
+        out = new_plugin(name, dest, template)
+    except ScaffoldError as exc:
+        raise UserError(str(exc)) from None
+    _say(ctx, f"created {out}: pip install -e {out} && pytest {out / 'tests'}")
+    click.echo(str(out))
+
+
 # -- export / validate ------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("style_name", metavar="STYLE")

@@ -138,7 +138,7 @@ class StyleConformance:
     def export_specs(self, style: Any) -> list[Any]:
         specs = list(style.export_graphs())
         if self.graph_dims:
-            specs = [s.with_dims({k: v for k, v in self.graph_dims.items() if k in s.dims}) for s in specs]
+            specs = [s.with_dims({k: _shrunk(s.dims[k], v) for k, v in self.graph_dims.items() if k in s.dims}) for s in specs]
         return specs
 
     # -- entry point and declarations ---------------------------------------------------------------------
@@ -522,6 +522,13 @@ def _max_diff(a: Any, b: Any) -> float:
     if a.shape != b.shape:
         return float("inf")
     return float(np.abs(a - b).max()) if a.size else 0.0
+
+
+def _shrunk(dim: Any, changes: Mapping[str, int]) -> Any:
+    """``dim`` with ``changes`` applied; an opt (or min) left outside the new range is moved into it."""
+    values = {"min": dim.min, "opt": dim.opt, "max": dim.max, **changes}
+    values["opt"] = min(max(values["opt"], values["min"]), values["max"])
+    return dim.replace(**values)
 
 
 def _u8(img: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Level = Literal["error", "warning"]
@@ -195,3 +195,79 @@ def check_style(cls: Any, distribution: str = "") -> list[Finding]:
 
 def errors(findings: list[Finding]) -> list[Finding]:
     return [f for f in findings if f.level == "error"]
+
+
+# -- whole plugins (engine plugins --check) --------------------------------------------------------------------
+VERB_HOOKS = ("style_train", "style_export", "style_infer")
+
+
+@dataclass
+class PluginReport:
+    """One plugin's result: ``status`` is ``ok``, ``warnings`` or ``errors``."""
+
+    name: str
+    distribution: str
+    version: str
+    styles: tuple[str, ...] = ()
+    runtimes: tuple[str, ...] = ()
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "errors" if self.errors else "warnings" if self.warnings else "ok"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "distribution": self.distribution, "version": self.version, "status": self.status,
+                "styles": list(self.styles), "runtimes": list(self.runtimes), "errors": self.errors, "warnings": self.warnings}
+
+
+def check_engine(engine: Any) -> list[PluginReport]:
+    """Check every plugin the engine found: load failures, hooks no spec knows (pluggy's ``check_pending``,
+    attributed to each plugin), verb hooks that replace instead of wrap, and every style's declarations."""
+    import difflib
+
+    from pluggy import PluginValidationError
+
+    from . import hookspecs
+
+    reports: dict[str, PluginReport] = {}
+    for p in engine.plugins:
+        reports[p.name] = PluginReport(p.name, p.distribution, p.version, tuple(p.styles), tuple(p.runtimes))
+    for s in engine.skipped:
+        rep = reports.setdefault(s.name, PluginReport(s.name, s.distribution, s.version))
+        rep.errors.append(f"SKIPPED ({s.stage}): {s.error}")
+
+    pm = engine.pm
+    known = [n for n in dir(hookspecs) if not n.startswith("_") and hasattr(getattr(hookspecs, n), "styleengine_spec")]
+    for hook_name in list(pm.hook.__dict__):
+        if hook_name.startswith("_"):
+            continue
+        caller = getattr(pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            rep = reports.setdefault(impl.plugin_name, PluginReport(impl.plugin_name, impl.plugin_name, ""))
+            if not caller.has_spec():
+                if impl.optionalhook:
+                    rep.warnings.append(f"implements {hook_name!r} (optionalhook), which no hookspec of this styleengine defines: it never runs")
+                    continue
+                close = difflib.get_close_matches(hook_name, known, n=1)
+                hint = f" did you mean {close[0]!r}?" if close else f" known hooks: {', '.join(sorted(known))}"
+                rep.errors.append(f"implements unknown hook {hook_name!r} (pluggy's check_pending refuses it);{hint}")
+            elif hook_name in VERB_HOOKS and impl.plugin_name != "styleengine" and not (impl.wrapper or impl.hookwrapper):
+                rep.warnings.append(f"implements {hook_name} without wrapper=True: as a firstresult hook it replaces the engine's own "
+                                    f"call for every style; use @hookimpl(wrapper=True) and `yield` for cross-cutting work")
+    try:
+        pm.check_pending()
+    except PluginValidationError as exc:  # already reported per plugin above; make sure nothing slipped through
+        name = pm.get_name(exc.plugin) or str(exc.plugin)
+        rep = reports.setdefault(name, PluginReport(name, name, ""))
+        if not any("unknown hook" in e for e in rep.errors):
+            rep.errors.append(str(exc))
+
+    for entry in engine.styles:
+        owner = next((r for r in reports.values() if entry.name in r.styles), None)
+        if owner is None:
+            owner = reports.setdefault(entry.distribution, PluginReport(entry.distribution, entry.distribution, entry.version, (entry.name,)))
+        for f in check_style(entry.obj, entry.distribution):
+            (owner.errors if f.level == "error" else owner.warnings).append(f"style {entry.name}: {f.message}")
+    return list(reports.values())

@@ -91,7 +91,13 @@ class ConformanceModule(pytest.Module):
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     config = parent.config
-    if file_path.name != "conftest.py" or not config.getini(INI) or config.stash.get(_DONE, False):
+    if file_path.name != "conftest.py" or config.stash.get(_DONE, False):
+        return None
+    try:
+        lines = config.getini(INI)
+    except ValueError:  # the plugin was registered after the ini options were read
+        return None
+    if not lines:
         return None
     try:
         enabled_here = "styleengine.testing" in file_path.read_text(errors="replace")

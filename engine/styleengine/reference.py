@@ -136,8 +136,9 @@ def _render_class(name: str, cls: type) -> list[str]:
         if inspect.getdoc(member):
             lines += ["  " + _doc(member).replace("\n", "\n  "), ""]
     if name == "StyleConformance":
-        checks = [m for m, _ in _public_methods(cls) if m.startswith("test_")]
-        lines += ["Checks (test methods): " + ", ".join(f"`{c}`" for c in checks), ""]
+        lines += ["| check (test method) | what it checks |", "|---|---|"]
+        lines += [f"| `{m}` | {_cell(_doc(f))} |" for m, f in _public_methods(cls) if m.startswith("test_")]
+        lines.append("")
     return lines
 
 

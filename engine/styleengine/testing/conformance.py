@@ -58,7 +58,8 @@ def fail(check: str, problem: str, fix: str) -> None:
 
 
 class StyleConformance:
-    """Mixin of conformance checks; see the module docstring for what each checks."""
+    """Mixin of conformance checks: subclass it in a plugin's tests, set ``style`` (or ``style_class``) and a tiny
+    ``model_config``; each ``test_*`` method is one check, and a failing one says what to implement."""
 
     #: The style's name (or alias) as registered through its entry point.  Either this or ``style_class``.
     style: ClassVar[str | None] = None
@@ -143,6 +144,7 @@ class StyleConformance:
 
     # -- entry point and declarations ---------------------------------------------------------------------
     def test_registered_through_entry_point(self) -> None:
+        """The style is registered through a ``styleengine`` entry point (and it is the class under test or its base)."""
         self._skip_if_asked("registered_through_entry_point")
         from styleengine.plugins import get_engine
 
@@ -158,6 +160,7 @@ class StyleConformance:
                  f"{cls.__module__}.{cls.__qualname__}", "register the class under test in register_styles (or test the registered one)")
 
     def test_declaration_is_valid(self) -> None:
+        """No declaration errors of :func:`styleengine.checks.check_style` (names, api_version, configs, input contract)."""
         self._skip_if_asked("declaration_is_valid")
         from styleengine.checks import check_style
 
@@ -166,6 +169,7 @@ class StyleConformance:
             fail("declaration_is_valid", "; ".join(p.message for p in problems), "change the declarations as each message says")
 
     def test_capabilities_match_implementation(self) -> None:
+        """Every declared capability is implemented; EXPORT has graphs, each with a module, the same in export_graphs()."""
         self._skip_if_asked("capabilities_match_implementation")
         from styleengine.checks import check_style
         from styleengine.style import Capability
@@ -191,6 +195,7 @@ class StyleConformance:
                          "set GraphSpec(module=self.modules[...]) to the torch module the graph runs")
 
     def test_config_validates(self) -> None:
+        """Config and ModelConfig: defaults valid; unknown keys, NaN, ±inf and values past each bound refused; Config numbers bounded."""
         self._skip_if_asked("config_validates")
         from pydantic import ValidationError
 
@@ -244,6 +249,7 @@ class StyleConformance:
 
     # -- graphs ---------------------------------------------------------------------------------------------
     def test_graphs_run_at_declared_shapes(self) -> None:
+        """Each graph runs on torch at its min shapes and returns its declared outputs, finite."""
         self._skip_if_asked("graphs_run_at_declared_shapes")
         import torch
 
@@ -269,6 +275,7 @@ class StyleConformance:
 
     # -- infer ----------------------------------------------------------------------------------------------
     def test_seeded_inference_is_deterministic(self) -> None:
+        """The same request (same seed) run twice gives the same output (``determinism_atol``)."""
         self._skip_if_asked("seeded_inference_is_deterministic")
         style = self.make_style()
         cfg = self.make_config(style)
@@ -284,6 +291,7 @@ class StyleConformance:
             fail(check, f"a seeded style returned seed {a.seed!r} for a request with seed 7", "return StyleResult(..., seed=req.seed)")
 
     def test_batch_equals_single_runs(self) -> None:
+        """A batch of three requests gives what each gives alone (``batch_atol``)."""
         self._skip_if_asked("batch_equals_single_runs")
         style = self.make_style()
         cfg = self.make_config(style)
@@ -300,6 +308,7 @@ class StyleConformance:
                      "batch's largest image, one generator per request seeded by req.seed")
 
     def test_export_parity(self, tmp_path: Path) -> None:
+        """Every graph exports to ONNX and matches ONNX Runtime within its tolerance at ``export_points``."""
         self._skip_if_asked("export_parity")
         from styleengine.export.onnx import export_graph
         from styleengine.export.validate import session_for_onnx, validate_graph
@@ -341,6 +350,7 @@ class StyleConformance:
                      "ops on inputs and ops lowered differently; loosen GraphSpec.tolerance only for a known, bounded error (fp16)")
 
     def test_save_load_round_trip(self, tmp_path: Path) -> None:
+        """Perturbed weights saved as an engine checkpoint load back to the same tensors, model config and outputs."""
         self._skip_if_asked("save_load_round_trip")
         import torch
 
@@ -411,6 +421,7 @@ class StyleConformance:
         return out
 
     def test_input_contract(self) -> None:
+        """Outputs are float32 HxWx3 in [0, 1] at the request's size for odd sizes, the dims' edges and flat black/white images."""
         self._skip_if_asked("input_contract")
         from styleengine.preprocess import SizeError
 
@@ -445,6 +456,7 @@ class StyleConformance:
 
     # -- serving --------------------------------------------------------------------------------------------
     def test_serves_through_generic_service(self) -> None:
+        """The generic service builds the style's HTTP form and answers one in-process request through its runner."""
         self._skip_if_asked("serves_through_generic_service")
         from styleengine.data import ImageLimits
         from styleengine.serving.args import ServeArgs
@@ -485,6 +497,7 @@ class StyleConformance:
                  "return StyleResult.image as float32 HxWx3 at the request's size")
 
     def test_tensorrt_build(self, tmp_path: Path) -> None:
+        """A TensorRT engine builds for every graph (skipped where tensorrt does not import)."""
         self._skip_if_asked("tensorrt_build")
         from styleengine.export.tensorrt import tensorrt_available
 

@@ -327,8 +327,7 @@ class StyleConformance:
             try:
                 export_graph(spec, path, exporter=exporter)
             except Exception as exc:  # noqa: BLE001
-                fail("export_parity", f"graph {spec.name} does not export with torch.onnx ({exporter}): {type(exc).__name__}: "
-                     f"{str(exc).splitlines()[0] if str(exc) else ''}",
+                fail("export_parity", f"graph {spec.name} does not export with torch.onnx ({exporter}): {_first_lines(exc)}",
                      "make forward traceable: no Python branching on tensor values, no .item()/.tolist()/.numpy(), shapes from "
                      "tensor.shape only; or set GraphSpec(exporter='torchscript')")
             try:
@@ -530,6 +529,18 @@ def conformance_suite(style: str | type, *, name: str | None = None, **attrs: An
 
 
 # -- internals ----------------------------------------------------------------------------------------------
+def _first_lines(exc: BaseException) -> str:
+    """``Type: first line`` of an exception and of its cause (torch.onnx wraps the real reason), ANSI colours removed."""
+    import re
+
+    parts = []
+    while exc is not None and len(parts) < 3:
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+        parts.append(f"{type(exc).__name__}: {text[0] if text else ''}")
+        exc = exc.__cause__  # type: ignore[assignment]
+    return " <- ".join(parts)
+
+
 def _max_diff(a: Any, b: Any) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:

@@ -38,7 +38,9 @@ install-tensorrt: install
 	$(PIP) uninstall -y onnxruntime
 	$(PIP) install -q -e ".[tensorrt]"
 
+# `engine plugins --check` first: a plugin with errors (unknown hooks, broken declarations) fails CI at once.
 test: install
+	$(BIN)/python -m styleengine plugins --check
 	$(BIN)/python -m pytest -q
 
 demo: install

@@ -13,6 +13,7 @@ def test_template_is_installed_and_tested_by_make() -> None:
     makefile = (REPO / "Makefile").read_text()
     assert "EXAMPLES := $(sort $(dir $(wildcard examples/*/pyproject.toml)))" in makefile
     assert "$(foreach p,$(PLUGINS) $(EXAMPLES),-e $(p))" in makefile
+    assert "$(BIN)/python -m styleengine plugins --check" in makefile  # CI fails on a plugin with errors
     root = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert "examples" in root["tool"]["pytest"]["ini_options"]["testpaths"]
     assert (TEMPLATE / "tests" / "test_tonemap.py").is_file()

@@ -9,18 +9,9 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# Each run is a subprocess: an in-process run drops the modules it imported when it ends (torch.export imports
+# some lazily), and torch / numpy extensions cannot be imported twice in one process.
 
-@pytest.fixture(autouse=True, scope="module")
-def _preimport() -> None:
-    """pytester's in-process runs drop the modules they imported afterwards; torch and onnxruntime cannot be
-    imported twice in one process, so everything the suite imports is imported here first."""
-    import importlib
-
-    for mod in ("torch", "torch.onnx", "onnx", "onnxruntime", "onnxscript", "styleengine.export.onnx", "styleengine.export.validate",
-                "styleengine.runtime.torch", "styleengine.runtime.onnxruntime", "styleengine.preprocess", "styleengine.weights",
-                "styleengine.serving.runner", "styleengine.serving.schema", "styleengine.export.tensorrt", "styleengine.plugins",
-                "styleengine_test_style"):
-        importlib.import_module(mod)
 
 # A tiny, correct style; each broken one below changes one thing.
 STYLES = '''
@@ -138,8 +129,7 @@ def run_suite(pytester: pytest.Pytester, cls: str, check: str) -> pytest.RunResu
             style_class = mystyles.{cls}
             image_size = (16, 24)
     """)
-    pytester.syspathinsert()
-    return pytester.runpytest_inprocess("-p", "no:cacheprovider", "-q", "-k", check)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-k", check)
 
 
 def test_good_style_passes_every_check_but_the_entry_point(pytester: pytest.Pytester) -> None:
@@ -189,7 +179,7 @@ def test_pytest_plugin_runs_the_suite_from_the_ini_option(pytester: pytest.Pytes
         styleengine_conformance =
             test-style {"model_config": {"channels": 2}, "image_size": [16, 24]}
     """))
-    r = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-v", "-m", "conformance", "-k", "declaration or config or entry_point")
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", "-m", "conformance", "-k", "declaration or config or entry_point")
     r.assert_outcomes(passed=3)
     r.stdout.fnmatch_lines(["styleengine *plugin API 1*styles:*test-style*", "*TestTestStyleConformance::test_registered_through_entry_point PASSED*"])
 
@@ -197,6 +187,6 @@ def test_pytest_plugin_runs_the_suite_from_the_ini_option(pytester: pytest.Pytes
 def test_pytest_plugin_refuses_unknown_settings(pytester: pytest.Pytester) -> None:
     pytester.makeconftest('pytest_plugins = ["styleengine.testing"]\n')
     pytester.makeini('[pytest]\nstyleengine_conformance =\n    test-style {"modle_config": {}}\n')
-    r = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    r = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert r.ret != 0
     r.stdout.fnmatch_lines(["*unknown settings ?'modle_config'?*"])

@@ -525,7 +525,10 @@ def conformance_suite(style: str | type, *, name: str | None = None, **attrs: An
     """A ready test class: ``TestMyStyle = conformance_suite("my-style", model_config={"hidden": 4})``."""
     key = "style_class" if isinstance(style, type) else "style"
     label = name or "Test" + "".join(p.capitalize() for p in str(getattr(style, "name", style)).replace("_", "-").split("-")) + "Conformance"
-    return type(label, (StyleConformance,), {key: style, **attrs, "__test__": True})
+    import sys
+
+    caller = sys._getframe(1).f_globals.get("__name__", __name__)  # report the tests under the caller's module
+    return type(label, (StyleConformance,), {key: style, **attrs, "__test__": True, "__module__": caller})
 
 
 # -- internals ----------------------------------------------------------------------------------------------

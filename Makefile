@@ -10,6 +10,8 @@ BIN     := $(VENV)/bin
 PIP     := $(BIN)/python -m pip
 STAMP   := $(VENV)/.installed
 PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+# The template third-party plugin(s) in examples/: installed from their folders like any third party's.
+EXAMPLES := $(sort $(dir $(wildcard examples/*/pyproject.toml)))
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
@@ -19,11 +21,11 @@ install: $(STAMP)
 
 # torch is installed first and exactly (2.13.0, the CPU wheel here); every later install sees it
 # satisfied and pulls no CUDA packages.  torchvision is never installed.
-$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) tests/plugins/test_style/pyproject.toml
+$(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml) $(wildcard examples/*/pyproject.toml) tests/plugins/test_style/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "torch==2.13.0"
-	$(PIP) install -q -e ".[cpu,dev,serving,diffusion,bench]" $(foreach p,$(PLUGINS),-e $(p)) -e tests/plugins/test_style
+	$(PIP) install -q -e ".[cpu,dev,serving,diffusion,bench]" $(foreach p,$(PLUGINS) $(EXAMPLES),-e $(p)) -e tests/plugins/test_style
 	@if $(BIN)/python -c "import torchvision" 2>/dev/null; then echo "torchvision must not be installed" >&2; exit 1; fi
 	touch $(STAMP)
 
@@ -36,7 +38,9 @@ install-tensorrt: install
 	$(PIP) uninstall -y onnxruntime
 	$(PIP) install -q -e ".[tensorrt]"
 
+# `engine plugins --check` first: a plugin with errors (unknown hooks, broken declarations) fails CI at once.
 test: install
+	$(BIN)/python -m styleengine plugins --check
 	$(BIN)/python -m pytest -q
 
 demo: install

@@ -170,11 +170,38 @@ def styles(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--check", is_flag=True, help="Exit non-zero if any plugin was skipped.")
+@click.option("--check", is_flag=True, help="Check every plugin (hooks, styles' declarations); exit 1 on errors.")
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool, check: bool) -> None:
-    """List loaded plugins (with what they registered) and skipped ones (with the error)."""
+    """List loaded plugins (with what they registered) and skipped ones (with the error).
+
+    With --check, every plugin is checked and reported as OK, WARNINGS or ERRORS: plugins that failed to
+    load, hook implementations no hookspec knows (pluggy's unknown-hook validation), verb hooks that replace
+    the engine's call instead of wrapping it, and each style's declarations (styleengine.checks).  The exit
+    status is 1 when any plugin has errors, so CI can run it.
+    """
     engine = _engine(ctx)
+    if check:
+        from .checks import check_engine
+
+        reports = check_engine(engine)
+        failed = any(r.errors for r in reports)
+        if as_json:
+            click.echo(json.dumps({"ok": not failed, "plugins": [r.to_dict() for r in reports]}, indent=2))
+        else:
+            for r in reports:
+                what = ", ".join([*(f"style {s}" for s in r.styles), *(f"runtime {x}" for x in r.runtimes)]) or "hooks only"
+                click.echo(f"{r.name}: {r.distribution}{' ' + r.version if r.version else ''} ({what}) — {r.status.upper()}")
+                for e in r.errors:
+                    click.echo(f"    error: {e}")
+                for w in r.warnings:
+                    click.echo(f"    warning: {w}")
+            n_err = sum(bool(r.errors) for r in reports)
+            n_warn = sum(bool(r.warnings) and not r.errors for r in reports)
+            click.echo(f"{len(reports)} plugins: {len(reports) - n_err - n_warn} ok, {n_warn} with warnings, {n_err} with errors")
+        if failed:
+            sys.exit(EXIT_USER)
+        return
     loaded = [p.__dict__ for p in engine.plugins]
     skipped = [s.__dict__ for s in engine.skipped]
     if as_json:
@@ -185,8 +212,34 @@ def plugins(ctx: click.Context, as_json: bool, check: bool) -> None:
             click.echo(f"{p.name}: {p.distribution} {p.version} ({p.module}) — {what}")
         for s in engine.skipped:
             click.echo(f"SKIPPED {s.message()}")
-    if check and engine.skipped:
-        sys.exit(EXIT_USER)
+
+
+@cli.group("plugin")
+def plugin_group() -> None:
+    """Write plugins: start one from the template (see docs/writing-a-plugin.md)."""
+
+
+@plugin_group.command("new")
+@click.argument("name")
+@click.option("--dir", "dest", type=click.Path(file_okay=False, path_type=Path), default=Path("."), show_default=True,
+              help="Folder to create styleengine-NAME in.")
+@click.option("--template", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Template folder [examples/styleengine-tonemap of this checkout, or $STYLEENGINE_TEMPLATE].")
+@click.pass_context
+def plugin_new(ctx: click.Context, name: str, dest: Path, template: Path | None) -> None:
+    """Create styleengine-NAME (package styleengine_NAME, style NAME) from the template plugin.
+
+    The copy is a working tone-mapping style with its tests (the conformance suite); install it with
+    `pip install -e DIR`, then run its tests and change it into your style.
+    """
+    from .scaffold import ScaffoldError, new_plugin
+
+    try:
+        out = new_plugin(name, dest, template)
+    except ScaffoldError as exc:
+        raise UserError(str(exc)) from None
+    _say(ctx, f"created {out}: pip install -e {out} && pytest {out / 'tests'}")
+    click.echo(str(out))
 
 
 # -- export / validate ------------------------------------------------------------------------------------

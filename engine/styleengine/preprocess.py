@@ -29,6 +29,7 @@ class SizeError(ValueError):
 
 
 def to_tensor(img: np.ndarray, value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
+    """One HxWx3 float32 image in [0, 1] → a (1, 3, H, W) tensor in ``value_range``."""
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {img.shape}")
     lo, hi = value_range
@@ -46,6 +47,7 @@ def from_tensor(t: torch.Tensor, value_range: tuple[float, float] = (-1.0, 1.0))
 
 
 def resize(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """NCHW ``t`` resized to ``size`` (h, w): bilinear with antialiasing; unchanged when already that size."""
     if tuple(t.shape[-2:]) == tuple(size):
         return t
     return F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -75,6 +77,13 @@ class Fitted:
 
 
 def fit(img: np.ndarray, contract: InputContract, height: Dim | None = None, width: Dim | None = None) -> Fitted:
+    """Bring one request image (float32 HxWx3 in [0, 1]) to a (1, 3, H, W) tensor a graph accepts, as the
+    contract says: converted to ``contract.value_range``, then sized by ``contract.size_policy`` (``pad``:
+    reflect/replicate padding up to the next multiple of ``size_multiple``; ``resize``: to the nearest accepted
+    size; ``fixed``: to ``fixed_size``; ``none``: refused unless it fits) and kept within the ``height`` /
+    ``width`` Dims of the graph.  Returns :class:`Fitted` (the tensor and what :func:`restore` needs to undo it).
+
+    Raises :class:`SizeError` (one line: the server answers 422) for a size the contract cannot serve."""
     h, w = img.shape[:2]
     if min(h, w) < contract.min_side or max(h, w) > contract.max_side:
         raise SizeError(f"image is {w}x{h}; sides must be within [{contract.min_side}, {contract.max_side}]")
@@ -103,7 +112,9 @@ def fit(img: np.ndarray, contract: InputContract, height: Dim | None = None, wid
 
 
 def restore(out: torch.Tensor, fitted: Fitted) -> torch.Tensor:
-    """The output (NCHW) brought back to the request's size."""
+    """The output (NCHW) brought back to the request's size: the padding cropped (``pad``) or resized back
+    (``resize``, ``fixed``).  Call it on every output before :func:`from_tensor`; an infer that forgets it
+    returns padded images (the conformance suite's input-contract check catches that)."""
     h, w = fitted.size
     if fitted.policy == "pad":
         return out[..., :h, :w]

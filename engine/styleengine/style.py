@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 
 
 class Capability(str, enum.Enum):
+    """What a style can do.  Declare only what is implemented: ``engine plugins --check`` and the conformance
+    suite refuse a declared capability whose method is missing.
+
+    ``INFER``: :meth:`Style.infer`; ``EXPORT``: :meth:`Style.graphs` returns exportable GraphSpecs;
+    ``TRAIN``: :meth:`Style.train` and a ``TrainConfig``."""
+
     TRAIN = "train"
     EXPORT = "export"
     INFER = "infer"
@@ -149,15 +155,25 @@ class StyleResult:
 class Style:
     """Base class of every style.  Subclass it in a plugin and register the class."""
 
+    #: The name commands and requests use (lower case, digits, ``-``, ``_``); unique across plugins.
     name: ClassVar[str]
+    #: Other names that resolve to this style (``engine infer tone-map ...``); unique across plugins too.
     aliases: ClassVar[tuple[str, ...]] = ()
+    #: One line shown by ``engine styles`` and in the service's docs.
     description: ClassVar[str] = ""
+    #: The plugin API version the style was written for; refused at registration unless it is the engine's.
     api_version: ClassVar[int] = API_VERSION
+    #: What the style implements (see :class:`Capability`); default: infer and export.
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.INFER, Capability.EXPORT})
+    #: Per-request parameters (``--set``, HTTP form fields): a :class:`StyleConfig` subclass.
     Config: ClassVar[type[StyleConfig]] = EmptyConfig
+    #: Architecture options (``--model-set``); saved beside the weights so a checkpoint rebuilds its network.
     ModelConfig: ClassVar[type[StyleConfig]] = EmptyConfig
+    #: Training hyper-parameters (``engine train --set``); required with ``Capability.TRAIN``.
     TrainConfig: ClassVar[type[StyleConfig] | None] = None
+    #: What a request carries and how its images are sized (see :class:`InputContract`).
     inputs: ClassVar[InputContract] = InputContract()
+    #: Named export variants (e.g. pix2pix ``eval`` / ``reference`` normalisation); the first is the default.
     variants: ClassVar[tuple[str, ...]] = ("default",)
     #: Data folders ``engine train`` takes (``--data`` or, for several, ``--content DIR --style DIR``).
     train_data: ClassVar[tuple[str, ...]] = ("data",)
@@ -309,13 +325,30 @@ class Style:
         return {}
 
     def infer(self, sessions: Mapping[str, Session], batch: Sequence[StyleRequest], cfg: StyleConfig) -> list[StyleResult]:
+        """Run the pipeline on ``batch`` and return one :class:`StyleResult` per request, in order.
+
+        ``sessions`` maps each graph name of :meth:`graphs` to a Session (torch, ONNX Runtime or TensorRT:
+        ``session.run({input_name: NCHW torch tensor})`` returns ``{output_name: tensor}``), so the same code runs
+        on every runtime.  Each request holds decoded images (float32 HxWx3 RGB in [0, 1], under the names of
+        ``inputs.images``; a list for ``multiple`` fields), texts (``inputs.texts``) and a seed.  ``cfg`` is this
+        style's ``Config``, shared by the batch (the server groups requests by parameters and image size).
+
+        Bring each image to a size the graphs take with :func:`styleengine.preprocess.fit` and the output back
+        with :func:`~styleengine.preprocess.restore`, convert with ``to_tensor`` / ``from_tensor``; return images
+        at the request's size, float32 in [0, 1].  A request's result must not depend on the others in the batch,
+        and randomness comes from generators seeded by ``req.seed``.  Long work calls
+        :func:`styleengine.cancel.check` between steps so a timed-out request stops."""
         raise NotImplementedError
 
     def train(self, cfg: StyleConfig, ctx: TrainContext) -> TrainResult:
+        """Train ``self.modules`` with ``cfg`` (a ``TrainConfig``); ``ctx`` (:class:`styleengine.training.TrainContext`)
+        gives the data folders, the accelerate Accelerator, progress, checkpoints (``ctx.save``) and resume
+        (``ctx.resume_into``).  Return a :class:`~styleengine.training.TrainResult` naming the last checkpoint."""
         raise NotImplementedError(f"style {self.name} cannot be trained")
 
     # -- helpers for pipelines ------------------------------------------------------------------
     def parse_config(self, values: Mapping[str, Any] | StyleConfig | None) -> StyleConfig:
+        """``values`` (a dict, a Config or None for the defaults) as this style's validated ``Config``."""
         if isinstance(values, StyleConfig):
             return values
         return self.Config(**(values or {}))

@@ -172,13 +172,21 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
     return bytes(t.to(torch.uint8).contiguous().cpu().numpy().tobytes())
 
 
+def _as_saved(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A diffusers config as it must be stored (dumped with sorted keys: the same config is the same bytes,
+    whichever order ``from_config`` rebuilt it in): without ``_use_default_values``.  ``from_config`` drops the keys
+    that list names and takes the class defaults for them instead, so a config built with one value and
+    saved with that list comes back with another (a scheduler's ``timestep_spacing``: 'linspace' -> 'leading')."""
+    return {k: v for k, v in dict(config).items() if k != "_use_default_values"}
+
+
 def meta_tensors(comps: Any) -> dict[str, torch.Tensor]:
     """The component configs and tokenizer files as ``meta.*`` byte tensors (a few MB)."""
     out = {
-        f"{META}unet_config": _bytes_tensor(json.dumps(dict(comps.unet.config)).encode()),
-        f"{META}vae_config": _bytes_tensor(json.dumps(dict(comps.vae.config)).encode()),
+        f"{META}unet_config": _bytes_tensor(json.dumps(_as_saved(comps.unet.config), sort_keys=True).encode()),
+        f"{META}vae_config": _bytes_tensor(json.dumps(_as_saved(comps.vae.config), sort_keys=True).encode()),
         f"{META}text_encoder_config": _bytes_tensor(comps.text_encoder.config.to_json_string().encode()),
-        f"{META}scheduler_config": _bytes_tensor(json.dumps(dict(comps.scheduler.config)).encode()),
+        f"{META}scheduler_config": _bytes_tensor(json.dumps(_as_saved(comps.scheduler.config), sort_keys=True).encode()),
     }
     with tempfile.TemporaryDirectory(prefix="styleengine-ip2p-tok-") as tmp:
         comps.tokenizer.save_pretrained(tmp)
@@ -200,7 +208,7 @@ def components_from_meta(meta: Mapping[str, torch.Tensor], weights: Mapping[str,
         key = f"{name}_config"
         if key not in meta:
             raise ValueError(f"checkpoint meta has no {key}")
-        return json.loads(_tensor_bytes(meta[key]).decode())
+        return _as_saved(json.loads(_tensor_bytes(meta[key]).decode()))  # older checkpoints still carry the list
 
     unet_cfg, vae_cfg, sched_cfg = cfg("unet"), cfg("vae"), cfg("scheduler")
     with init_empty_weights():

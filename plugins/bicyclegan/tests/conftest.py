@@ -24,6 +24,18 @@ TINY_TRAIN = {**TINY, "ndf": 4, "netD": "basic_128_multi", "netD2": "basic_128_m
               "batch_size": 2, "niter": 1, "niter_decay": 1}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():  # noqa: ANN201
+    """Tiny nets on a shared 2-core machine: torch's intra-op threads only contend (10x slower per step measured),
+    so this folder's tests run single-threaded; the setting is restored after each test."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny() -> dict:
     return dict(TINY)

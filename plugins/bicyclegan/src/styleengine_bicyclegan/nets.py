@@ -23,10 +23,12 @@ from torch import nn
 
 from styleengine.spec import Dim, GraphSpec, TensorSpec, Tolerance, image_tensor
 
-#: ONNX Runtime (fp32, CPU) against torch eager for the generator: tanh output in [-1, 1].  Measured on the
-#: default unet_256 (ngf 64, instance norm) and on tiny nets at min / opt / max: max |err| ~ 1e-6 (plugin README).
-#: atol 1e-4 leaves headroom for other kernels; the PSNR floor catches a systematically wrong graph.
-GENERATOR_TOLERANCE = Tolerance(atol=1e-4, rtol=0.0, psnr=80.0)
+#: ONNX Runtime (fp32, CPU) against torch eager for the generator: tanh output in [-1, 1].  Measured on the default
+#: unet_256 (ngf 64, instance norm) at 1x256², 1x256², 2x512²: with the reference's xavier(0.02) initialisation
+#: max |err| 2.3e-7 (benchmarks); with Kaiming-initialised weights, whose activations grow to full scale through the
+#: un-normalised outermost / innermost levels (a harder case than trained weights), 3.8e-5 / 116 dB (plugin README).
+#: atol 3e-4 leaves 8x headroom over that for other kernels; the PSNR floor catches a systematically wrong graph.
+GENERATOR_TOLERANCE = Tolerance(atol=3e-4, rtol=0.0, psnr=80.0)
 #: mu and logvar are unbounded linear outputs (|mu| ~ 1): absolute plus relative tolerance, no PSNR.
 ENCODER_TOLERANCE = Tolerance(atol=1e-4, rtol=1e-3, psnr=None)
 #: The range validation draws z from (N(0, 1) clipped): what the generator sees in training.

@@ -49,7 +49,10 @@ class BicycleGAN(Style):
     inputs = InputContract(
         images=(
             ImageField("image", "input image (domain A; domain B for weights trained with direction=BtoA)"),
-            ImageField("style", "example output (domain B): its encoded z sets the style of the output", required=False),
+            ImageField(
+                "style", "example output (domain B): its encoded z sets the style of the output; resized to the encoder's one "
+                "input size (256 x 256 for resnet_256 / conv_256, 128 x 128 for the *_128 encoders)", required=False,
+            ),
         ),
         value_range=(-1.0, 1.0),
         size_multiple=256,
@@ -79,9 +82,9 @@ class BicycleGAN(Style):
 
     def dims(self) -> tuple[Dim, Dim, Dim]:
         """(batch, height, width) the generator accepts by default."""
-        m = self.model_config.size_multiple
+        m = self.model_config.size_multiple  # 256 or 128; opt 256: the reference's test size, a multiple of both
         batch = Dim("batch", 1, 1, MAX_BATCH)
-        return batch, Dim("height", m, 256 if m <= 256 else m, MAX_SIDE, m), Dim("width", m, 256 if m <= 256 else m, MAX_SIDE, m)
+        return batch, Dim("height", m, 256, MAX_SIDE, m), Dim("width", m, 256, MAX_SIDE, m)
 
     # -- modules and weights ---------------------------------------------------------------------
     def build(self) -> dict[str, torch.nn.Module]:

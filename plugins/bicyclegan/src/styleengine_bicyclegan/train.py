@@ -24,6 +24,10 @@ Random numbers: eps, z_random and dropout come from torch's global RNG, seeded b
 and saved with every checkpoint, so ``--resume`` continues with exactly the numbers an uninterrupted run would
 have drawn.  Sample grids use a private generator (fixed z per run) and never touch the global RNG.
 
+Through accelerate (``ctx.accelerator()``): device and mixed precision, **one process**: the step calls G and E
+twice each and back-propagates twice (G alone for the latent loss), as the reference, which DDP cannot reduce;
+``accelerate launch`` with several processes is refused with that reason.
+
 Checkpoints (``ctx.save``): ``generator.*``, ``encoder.*``, ``discriminator.*``, ``discriminator2.*`` (the last
 two set aside by ``--weights`` for fine-tuning), every optimiser and scheduler, step, epoch, position in the
 epoch and the RNG states.  Ctrl-C finishes the step, saves and returns.
@@ -82,6 +86,12 @@ def train(style: Any, cfg: TrainConfig, ctx: Any) -> TrainResult:
     mc = style.model_config
 
     acc = ctx.accelerator()  # seeds every RNG with ctx.seed
+    if acc.num_processes > 1:
+        raise ValueError(
+            f"bicyclegan trains in one process (got {acc.num_processes}): the reference's step runs G and E twice and "
+            "back-propagates twice (the latent loss into G alone), which DistributedDataParallel cannot reduce; "
+            "run `engine train` without `accelerate launch` (one GPU or the CPU)"
+        )
     G, E = style.modules["generator"], style.modules["encoder"]
     if style.weights_path is None:  # fresh run: the reference's initialisation (xavier, gain 0.02), seeded by --seed
         init_weights(G, cfg.init_type, cfg.init_gain, generator=derived_generator(ctx.seed, 1))

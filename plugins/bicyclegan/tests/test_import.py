@@ -413,3 +413,18 @@ def test_pull_converts_downloaded_reference_files(engine_cli, tmp_path: Path, mo
     with torch.no_grad():
         assert (style.modules["generator"](x, z) - G(x, z)).abs().max() <= 1e-5
         assert (style.modules["encoder"](b)[0] - E(b)[0]).abs().max() <= 1e-5
+
+
+def test_add_input_generator_alone_takes_nz_from_the_config(tmp_path: Path) -> None:
+    """G_Unet_add_input's first conv holds image and z channels together: without an encoder (whose fc width is nz)
+    or opt.txt, nz is the configured one."""
+    G, _ = reference_nets(where_add="input", nz=4, up="bilinear")
+    folder = save_reference(G, None, tmp_path / "g")
+    style = BicycleGAN({"nz": 4})
+    style.load_weights(folder)
+    assert (style.model_config.where_add, style.model_config.nz, style.model_config.input_nc, style.model_config.upsample) == ("input", 4, 3, "bilinear")
+    x, z = torch.rand(2, 3, 128, 128) * 2 - 1, torch.randn(2, 4)
+    with torch.no_grad():
+        assert (style.modules["generator"](x, z) - G(x, z)).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="input_nc=-1"):  # the default nz 8 cannot split 7 channels into image + z
+        BicycleGAN().load_weights(folder)

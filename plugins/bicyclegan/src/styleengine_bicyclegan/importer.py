@@ -117,7 +117,7 @@ def detect_generator(state: Mapping[str, torch.Tensor], nz_hint: int | None) -> 
         idx, w = up[0]
         upsample = "basic" if idx == 3 else "bilinear"
         out_nc = int(w.shape[1]) if upsample == "basic" else int(w.shape[0])
-        nz = nz_hint if nz_hint is not None else 8
+        nz = nz_hint if nz_hint is not None else 8  # z and image channels share the first conv: nz must come from elsewhere
         found = {"where_add": "input", "netG": _G_DEPTH[depth], "ngf": int(first.shape[0]), "nz": nz,
                  "input_nc": int(first.shape[1]) - nz, "output_nc": out_nc, "upsample": upsample}
     if _has_batch_norm(state):
@@ -198,7 +198,7 @@ def import_reference(style: BicycleGAN, path: Path) -> None:
     if detect_encoder(g_state) is not None:
         raise ValueError(f"{g_path} holds an encoder; pass the generator checkpoint (latest_net_G.pth) or the folder holding both")
     options = _read_options(g_path)
-    found = detect_generator(g_state, enc["nz"] if enc else options.get("nz"))
+    found = detect_generator(g_state, enc["nz"] if enc else options.get("nz", style.model_config.nz))
     if found is None:
         raise ValueError(
             f"{g_path} is not a BicycleGAN generator checkpoint (expected G_Unet_add_all keys model.down.0.* or "

@@ -70,6 +70,7 @@ def test_export_parity_at_min_opt_max_for_both_graphs(exported) -> None:
     style, folder = exported
     m = Manifest.load(folder)
     gen, enc = m.graphs["generator"], m.graphs["encoder"]
+    assert gen.exporter == enc.exporter == "torchscript"
     assert [t["name"] for t in gen.spec["inputs"]] == ["image", "z"] and [t["name"] for t in enc.spec["outputs"]] == ["mu", "logvar"]
     for point, (image_shape, z_shape) in {"min": ([1, 3, 128, 128], [1, 8]), "opt": ([2, 3, 128, 128], [2, 8]), "max": ([4, 3, 256, 256], [4, 8])}.items():
         assert gen.parity[point]["shapes"] == {"image": image_shape, "z": z_shape}

@@ -171,3 +171,17 @@ def test_losses_follow_the_reference_formulas(tiny_train: dict) -> None:
         d_real = sum(float(((p - 1) ** 2).mean()) for p in Ds["discriminator"](B[:1]))
     assert abs(out["kl"] - kl) < 1e-6 and abs(out["G_L1"] - l1) < 1e-5
     assert out["D"] > d_real  # fake + real terms, the real one summed over both scales
+
+
+def test_update_order(tmp_path: Path, make_aligned, tiny_train: dict) -> None:
+    """The reference updates G and E first, then the Ds; D_first (what the issue described) gives another run."""
+    data = make_aligned(tmp_path / "data", n=2)
+    runs = {}
+    for order in ("reference", "D_first"):
+        cfg = TrainConfig(**{**tiny_train, "update_order": order, "use_dropout": False})
+        res = train(cfg, context(tmp_path / order, data, max_steps=2))
+        runs[order] = load_file(str(res.checkpoint / "model.safetensors"))
+    a, b = runs["reference"], runs["D_first"]
+    assert a.keys() == b.keys()
+    assert not torch.equal(a["generator.model.down.0.weight"], b["generator.model.down.0.weight"])
+    assert TrainConfig().update_order == "reference"

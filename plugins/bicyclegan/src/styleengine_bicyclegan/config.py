@@ -132,6 +132,9 @@ class TrainConfig(ModelConfig):
     lambda_GAN2: float = Field(1.0, ge=0, le=1e4, description="weight of D2(G(A, z_random))")
     lambda_z: float = Field(0.5, ge=0, le=1e4, description="weight of |E(G(A, z_random)) - z_random|")
     lambda_kl: float = Field(0.01, ge=0, le=1e4, description="weight of the KL loss")
+    update_order: Literal["reference", "D_first"] = Field(
+        "reference", description="reference: G and E (then G alone), then the Ds, as optimize_parameters; D_first: the Ds first"
+    )
     # optimiser and schedule
     lr: float = Field(2e-4, gt=0, le=1, description="Adam learning rate (G, E, Ds)")
     beta1: float = Field(0.5, ge=0, lt=1, description="Adam beta1")

@@ -15,8 +15,8 @@ the first half ``(A1, B1)`` trains the **cVAE-GAN** path, the second half's B2 o
 
 That is the reference's order: ``forward(); update_G_and_E(); update_D()`` (junyanz/BicycleGAN
 ``models/bicycle_gan_model.py``, unchanged since its first release); the Ds are updated last, on the fakes of
-this step's forward pass.  (The issue text says "D first": the reference does not, and this follows the
-reference.)  Adam (lr 2e-4, betas (0.5, 0.999)) for each of G, E, D, D2; the learning rate is constant for
+this step's forward pass.  (The issue text says "D first": the reference does not; ``update_order=reference``, the
+default, follows the reference, ``update_order=D_first`` updates D and D2 first, then G and E against them.)  Adam (lr 2e-4, betas (0.5, 0.999)) for each of G, E, D, D2; the learning rate is constant for
 ``niter`` epochs and decays linearly over ``niter_decay`` (``LambdaLR`` per epoch, the ``linear`` policy with
 epoch_count 1).  A batch that is not full is skipped, as the reference's ``is_train`` check does.
 
@@ -199,30 +199,27 @@ def optimize(
     else:
         fake_data_enc, real_data_enc, fake_data_rand, real_data_rand = fake_encoded, B1, fake_random, B2
 
-    # -- G and E ---------------------------------------------------------------------------------------
-    set_requires_grad(frozen, False)
-    opts["encoder"].zero_grad()
-    opts["generator"].zero_grad()
-    with acc.autocast():
-        loss_G_GAN = multiscale_gan_loss(gan, D(fake_data_enc), True) * cfg.lambda_GAN if cfg.lambda_GAN > 0 else zero
-        loss_G_GAN2 = multiscale_gan_loss(gan, D2(fake_data_rand), True) * cfg.lambda_GAN2 if cfg.lambda_GAN2 > 0 else zero
-    loss_kl = torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) * (-0.5 * cfg.lambda_kl) if cfg.lambda_kl > 0 else zero
-    loss_G_L1 = F.l1_loss(fake_encoded.float(), B1) * cfg.lambda_L1 if cfg.lambda_L1 > 0 else zero
-    loss_G = loss_G_GAN + loss_G_GAN2 + loss_G_L1 + loss_kl
-    if loss_G.requires_grad:  # (every one of its weights may be 0)
-        acc.backward(loss_G, retain_graph=True)
-    if mu2 is not None:  # G alone: E frozen, the latent regression flows through it into G
-        set_requires_grad(raw["encoder"], False)
-        loss_z_L1 = F.l1_loss(mu2, z_random) * cfg.lambda_z
-        acc.backward(loss_z_L1)
-        set_requires_grad(raw["encoder"], True)
-    else:
+    def update_G_and_E() -> dict[str, torch.Tensor]:
+        set_requires_grad(frozen, False)
+        opts["encoder"].zero_grad()
+        opts["generator"].zero_grad()
+        with acc.autocast():
+            loss_G_GAN = multiscale_gan_loss(gan, D(fake_data_enc), True) * cfg.lambda_GAN if cfg.lambda_GAN > 0 else zero
+            loss_G_GAN2 = multiscale_gan_loss(gan, D2(fake_data_rand), True) * cfg.lambda_GAN2 if cfg.lambda_GAN2 > 0 else zero
+        loss_kl = torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) * (-0.5 * cfg.lambda_kl) if cfg.lambda_kl > 0 else zero
+        loss_G_L1 = F.l1_loss(fake_encoded.float(), B1) * cfg.lambda_L1 if cfg.lambda_L1 > 0 else zero
+        loss_G = loss_G_GAN + loss_G_GAN2 + loss_G_L1 + loss_kl
+        if loss_G.requires_grad:  # (every one of its weights may be 0)
+            acc.backward(loss_G, retain_graph=True)
         loss_z_L1 = zero
-    opts["encoder"].step()
-    opts["generator"].step()
-
-    # -- D and D2 --------------------------------------------------------------------------------------
-    set_requires_grad(frozen, True)
+        if mu2 is not None:  # G alone: E frozen, the latent regression flows through it into G
+            set_requires_grad(raw["encoder"], False)
+            loss_z_L1 = F.l1_loss(mu2, z_random) * cfg.lambda_z
+            acc.backward(loss_z_L1)
+            set_requires_grad(raw["encoder"], True)
+        opts["encoder"].step()
+        opts["generator"].step()
+        return {"G_GAN": loss_G_GAN, "G_GAN2": loss_G_GAN2, "G_L1": loss_G_L1, "z_L1": loss_z_L1, "kl": loss_kl}
 
     def backward_D(net: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         with acc.autocast():
@@ -230,18 +227,25 @@ def optimize(
         acc.backward(loss)
         return loss
 
-    loss_D = loss_D2 = zero
-    if cfg.lambda_GAN > 0:
-        opts["discriminator"].zero_grad()
-        loss_D = backward_D(D, real_data_enc, fake_data_enc)
-        if cfg.use_same_D:
-            loss_D2 = backward_D(D, real_data_rand, fake_data_rand)
-        opts["discriminator"].step()
-    if cfg.lambda_GAN2 > 0 and not cfg.use_same_D:
-        opts["discriminator2"].zero_grad()
-        loss_D2 = backward_D(D2, real_data_rand, fake_data_rand)
-        opts["discriminator2"].step()
-    losses = {"G_GAN": loss_G_GAN, "D": loss_D, "G_GAN2": loss_G_GAN2, "D2": loss_D2, "G_L1": loss_G_L1, "z_L1": loss_z_L1, "kl": loss_kl}
+    def update_D() -> dict[str, torch.Tensor]:
+        set_requires_grad(frozen, True)
+        loss_D = loss_D2 = zero
+        if cfg.lambda_GAN > 0:
+            opts["discriminator"].zero_grad()
+            loss_D = backward_D(D, real_data_enc, fake_data_enc)
+            if cfg.use_same_D:
+                loss_D2 = backward_D(D, real_data_rand, fake_data_rand)
+            opts["discriminator"].step()
+        if cfg.lambda_GAN2 > 0 and not cfg.use_same_D:
+            opts["discriminator2"].zero_grad()
+            loss_D2 = backward_D(D2, real_data_rand, fake_data_rand)
+            opts["discriminator2"].step()
+        return {"D": loss_D, "D2": loss_D2}
+
+    # the reference: G and E (then G alone), then the Ds; D_first: the Ds first, then G and E on the updated Ds
+    first, second = (update_G_and_E, update_D) if cfg.update_order == "reference" else (update_D, update_G_and_E)
+    found = {**first(), **second()}
+    losses = {k: found[k] for k in LOSS_NAMES}
     return {**{k: float(v.detach()) for k, v in losses.items()}, "fake_encoded": fake_encoded.detach(), "fake_random": fake_random.detach()}
 
 

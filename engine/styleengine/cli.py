@@ -413,7 +413,7 @@ def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir
           artifacts: Path | None, weights: str | None, allow_random_weights: bool, variant: str | None, extra_images: tuple[str, ...],
           texts: tuple[str, ...], sets: tuple[str, ...], seed: int | None, device: str, precision: str, fmt: str,
           model_sets: tuple[str, ...] = ()) -> None:
-    """Stylise INPUT images with STYLE; writes one image per input to --out."""
+    """Stylise INPUT images with STYLE; writes one image per input to --out (one per output, NAME.STYLE.sample-K, for styles that answer with several)."""
     from .data import read_image, save_image
     from .runtime.base import SessionOptions
     from .sessions import open_sessions
@@ -453,10 +453,17 @@ def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir
         req = StyleRequest(images=images, texts=text_values, seed=seed if seed is None else seed + i, id=path.stem)
         t0 = time.perf_counter()
         [res] = engine.hook.style_infer(style=style, sessions=sessions, batch=[req], cfg=cfg)
-        dest = out_dir / f"{path.stem}.{style.name}.{fmt}"
-        save_image(dest, res.image)
-        _say(ctx, f"{path} -> {dest} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
-        click.echo(str(dest))
+        if res.images and len(res.images) > 1:  # several outputs (e.g. BicycleGAN samples): one file each, K from 1
+            dests = [out_dir / f"{path.stem}.{style.name}.sample-{k}.{fmt}" for k in range(1, len(res.images) + 1)]
+            for dest, img in zip(dests, res.images, strict=True):
+                save_image(dest, img)
+        else:
+            dests = [out_dir / f"{path.stem}.{style.name}.{fmt}"]
+            save_image(dests[0], res.image)
+        shown = dests[0] if len(dests) == 1 else f"{dests[0]} .. {dests[-1].name}"
+        _say(ctx, f"{path} -> {shown} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
+        for dest in dests:
+            click.echo(str(dest))
 
 
 # -- train ---------------------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ class BicycleGAN(Style):
         seeded=True,
     )
     variants = ("default",)
+    #: The real structures (U-Net with 7 downsamplings, E_ResNet 128) at 1/16 of the filters: tests and CPU demos.
+    tiny_model_set = {"netG": "unet_128", "ngf": 4, "nef": 4, "netE": "resnet_128"}
     pretrained = PRETRAINED
     weights_hint = (
         "pull published weights (`engine pull bicyclegan:edges2shoes`, see `engine pull --help`), import a reference "

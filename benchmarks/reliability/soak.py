@@ -145,7 +145,7 @@ def tree_sampler(pid: int | None) -> Any:
                 with p.oneshot():
                     rss += p.memory_info().rss
                     threads += p.num_threads()
-                    files += len(p.open_files()) + p.num_fds() - len(p.open_files())  # every descriptor, sockets included
+                    files += p.num_fds()  # every descriptor: files, sockets, pipes
             except psutil.Error:
                 continue
         return rss / 2**20, files, threads

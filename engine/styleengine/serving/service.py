@@ -269,7 +269,15 @@ class _API:
         from bentoml.exceptions import BentoMLException
 
         try:
-            return await self.runner.to_async.infer(item)  # type: ignore[attr-defined]
+            try:
+                return await self.runner.to_async.infer(item)  # type: ignore[attr-defined]
+            except (ConnectionResetError, BrokenPipeError, *_STALE_CONNECTION) as exc:
+                # The keep-alive race: the runner closed an idle pooled connection just as this request was
+                # written on it (its client keeps idle connections longer than the runner's worker does).  The
+                # request never reached the runner, and inference is idempotent (seeded): retry once, on a new
+                # connection.
+                log.info("runner connection was closed under a request (%s); retrying once", type(exc).__name__)
+                return await self.runner.to_async.infer(item)  # type: ignore[attr-defined]
         except BentoMLException as exc:
             code = int(getattr(exc, "error_code", 500))
             if code == 503:
@@ -285,6 +293,15 @@ class _API:
                            headers={"Retry-After": "1"}) from None
 
 
+def _stale_connection_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import aiohttp
+    except ImportError:
+        return ()
+    return (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError, aiohttp.ClientOSError)
+
+
+_STALE_CONNECTION = _stale_connection_errors()
 _api_attrs: dict[str, Any] = {"__doc__": _API.__doc__}
 if SPLIT:
     _api_attrs["runner"] = bentoml.depends(StyleRunner)

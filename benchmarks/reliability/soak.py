@@ -173,6 +173,10 @@ def summarise(soak: Soak, window: float, warmup: float) -> dict[str, Any]:
     after = [s for s in soak.samples if s.t >= warmup] or soak.samples
     first, last = (after[0], soak.samples[-1]) if after else (None, None)
     growth = (last.rss_mb / first.rss_mb - 1) if first and last and first.rss_mb else None
+    # The leak indicator: growth over the second half only (allocator arenas and caches fill during the first
+    # minutes and then stay flat; a leak keeps growing).
+    half = [s for s in soak.samples if s.t >= soak.duration / 2]
+    growth_2nd = (half[-1].rss_mb / half[0].rss_mb - 1) if len(half) >= 2 and half[0].rss_mb else None
     full = [w for w in windows if w["p50_ms"] is not None]
     drift = (full[-1]["p50_ms"] / full[0]["p50_ms"]) if len(full) >= 2 and full[0]["p50_ms"] else None
     summary = {
@@ -185,7 +189,7 @@ def summarise(soak: Soak, window: float, warmup: float) -> dict[str, Any]:
         "p50_ms": percentile(ok_ms, 50), "p99_ms": percentile(ok_ms, 99), "p50_drift": drift,
         "windows": windows,
         "rss_mb_after_warmup": first.rss_mb if first else None, "rss_mb_end": last.rss_mb if last else None,
-        "rss_growth": growth,
+        "rss_growth": growth, "rss_growth_second_half": growth_2nd,
         "open_files": [first.open_files, last.open_files] if first and last else None,
         "threads": [first.threads, last.threads] if first and last else None,
         "samples": [s.__dict__ for s in soak.samples],
@@ -211,7 +215,8 @@ def markdown(s: dict[str, Any]) -> str:
         f"invalid refused with 4xx: {s['invalid_answered_4xx']}/{s['invalid']}",
         f"- valid latency: p50 {fmt(s['p50_ms'])} ms, p99 {fmt(s['p99_ms'])} ms; p50 drift (last window / first) {fmt(s['p50_drift'], '.2f')}",
         f"- server RSS: {fmt(s['rss_mb_after_warmup'])} MB after warm-up -> {fmt(s['rss_mb_end'])} MB at the end "
-        f"(growth {fmt(None if s['rss_growth'] is None else 100 * s['rss_growth'])} %)",
+        f"(growth {fmt(None if s['rss_growth'] is None else 100 * s['rss_growth'])} %; over the second half "
+        f"{fmt(None if s.get('rss_growth_second_half') is None else 100 * s['rss_growth_second_half'], '.2f')} %)",
         f"- open descriptors (start, end): {s['open_files']}; threads: {s['threads']}",
         f"- statuses: valid {s['by_status']['valid']}, invalid {s['by_status']['invalid']}",
         "",

@@ -96,3 +96,32 @@ def test_unet_onnx_export_matches_torch(tiny_ip2p, tmp_path):
     print("unet onnx parity:", worst(result))
     assert result["passed"], result
     assert worst(result)["max_abs"] < 1e-5  # measured ~1e-6 on the tiny UNet
+
+
+def test_classic_attention_only_while_exporting(tiny_ip2p, tmp_path):
+    """Building the graphs leaves the modules' own (SDPA) attention in place for the torch runtime; the export
+    runs with diffusers' classic AttnProcessor / transformers' eager attention and puts the originals back."""
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    from styleengine.export.onnx import export_graph
+
+    unet, text = tiny_ip2p.unet, tiny_ip2p.text_encoder
+    before = {k: type(v) for k, v in unet.attn_processors.items()}
+    assert set(before.values()) == {AttnProcessor2_0}
+    impl = text.config._attn_implementation
+    specs = {s.name: s for s in diffusion_graphs(tiny_ip2p, guidance_multiplicity=3, batch_range=(1, 2, 2), latent_range=(8, 16, 16))}
+    assert {k: type(v) for k, v in unet.attn_processors.items()} == before  # not pinned by building specs
+    seen = {}
+    def record(mod, args):  # a pre-hook that returns None leaves the inputs alone
+        seen.setdefault("unet", {type(v) for v in unet.attn_processors.values()})
+
+    hook = unet.register_forward_pre_hook(record)
+    try:
+        export_graph(specs["unet"], tmp_path / "unet.onnx", exporter="torchscript")
+    finally:
+        hook.remove()
+    assert seen["unet"] == {AttnProcessor}  # traced with the classic processor
+    assert {k: type(v) for k, v in unet.attn_processors.items()} == before  # and SDPA back afterwards
+    with specs["text_encoder"].module.export_context():
+        assert text.config._attn_implementation == "eager"
+    assert text.config._attn_implementation == impl

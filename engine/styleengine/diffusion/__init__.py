@@ -23,7 +23,7 @@ from .components import (
     load_lora,
     make_scheduler,
 )
-from .graphs import TOLERANCES, diffusion_graphs, pin_export_attention
+from .graphs import TOLERANCES, diffusion_graphs, export_attention, pin_export_attention
 from .loop import (
     Cancelled,
     Control,
@@ -63,6 +63,7 @@ __all__ = [
     "load_lora",
     "make_schedule",
     "make_scheduler",
+    "export_attention",
     "pin_export_attention",
     "tokenize",
     "txt2img",

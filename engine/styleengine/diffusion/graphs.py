@@ -18,9 +18,11 @@ Each wrapper takes plain tensors by name and returns plain tensors, so every run
 * ``controlnet`` (``controlnet_<i>`` for several): ``sample``, ``timestep``, ``encoder_hidden_states``,
   ``controlnet_cond`` in [0, 1] ``[N, 3, H, W]``, ``conditioning_scale`` (scalar) → the residuals.
 
-Attention processors are pinned before export (:func:`pin_export_attention`): diffusers' classic
-``AttnProcessor`` (explicit ``baddbmm`` + softmax) and transformers' ``eager`` attention, which every
-exporter and TensorRT parse the same way; the SDPA kernels are a runtime choice, not a graph one.
+Attention processors are pinned **while a graph is exported** (each wrapper's ``export_context()``, which the
+engine's ONNX export enters): diffusers' classic ``AttnProcessor`` (explicit ``baddbmm`` + softmax) and
+transformers' ``eager`` attention, which every exporter and TensorRT parse the same way.  Afterwards the
+modules get their own processors back (SDPA by default), so the torch runtime, which runs these very modules,
+keeps the fast kernels: pinning them for good made the torch UNet ~3x slower than diffusers on the same model.
 
 The VAE graphs default to fp32 only: the SD 1.x VAE's activations exceed fp16's range at large sizes
 (the reason for community "fp16-fix" VAEs); pass ``vae_precisions`` for a VAE known to be fp16-safe.
@@ -28,7 +30,8 @@ The VAE graphs default to fp32 only: the SD 1.x VAE's activations exceed fp16's 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -68,7 +71,8 @@ of the [-1, 1] image.
 
 
 def pin_export_attention(*modules: Any) -> None:
-    """Pin export-friendly attention: diffusers ``AttnProcessor`` / transformers ``eager``."""
+    """Pin export-friendly attention for good: diffusers ``AttnProcessor`` / transformers ``eager``.
+    Prefer :func:`export_attention`, which puts the previous processors back."""
     for m in modules:
         if m is None:
             continue
@@ -78,10 +82,43 @@ def pin_export_attention(*modules: Any) -> None:
             m.set_attn_implementation("eager")
 
 
+@contextmanager
+def export_attention(*modules: Any) -> Iterator[None]:
+    """Export-friendly attention on ``modules`` while the block runs; their own processors afterwards."""
+    saved: list[tuple[Any, str, Any]] = []
+    for m in modules:
+        if m is None:
+            continue
+        if hasattr(m, "attn_processors") and hasattr(m, "set_attn_processor"):
+            saved.append((m, "processors", dict(m.attn_processors)))
+        elif hasattr(m, "set_attn_implementation"):
+            saved.append((m, "implementation", getattr(m.config, "_attn_implementation", None)))
+    pin_export_attention(*modules)
+    try:
+        yield
+    finally:
+        for m, kind, value in reversed(saved):
+            if kind == "processors":
+                m.set_attn_processor(value)
+            elif value is not None:
+                m.set_attn_implementation(value)
+
+
+class _ExportsWithClassicAttention:
+    """Mixin of the graph wrappers: the engine's export enters ``export_context()`` around tracing."""
+
+    pin_attention: bool = True
+
+    def export_context(self) -> Any:
+        if not self.pin_attention:
+            return nullcontext()
+        return export_attention(*self.children())  # type: ignore[attr-defined]
+
+
 # -- wrappers -----------------------------------------------------------------------------------------
 
 
-class TextEncoderGraph(nn.Module):
+class TextEncoderGraph(_ExportsWithClassicAttention, nn.Module):
     def __init__(self, text_encoder: nn.Module) -> None:
         super().__init__()
         self.text_encoder = text_encoder
@@ -90,7 +127,7 @@ class TextEncoderGraph(nn.Module):
         return self.text_encoder(input_ids=input_ids)[0]
 
 
-class UNetGraph(nn.Module):
+class UNetGraph(_ExportsWithClassicAttention, nn.Module):
     """``UNet2DConditionModel`` with positional, tensor-only inputs (and optional ControlNet residuals).
 
     The residuals are explicit keyword parameters (exporters bind inputs by signature): up to
@@ -127,7 +164,7 @@ class UNetGraph(nn.Module):
 MAX_RESIDUALS = 12
 
 
-class ControlNetGraph(nn.Module):
+class ControlNetGraph(_ExportsWithClassicAttention, nn.Module):
     def __init__(self, controlnet: nn.Module) -> None:
         super().__init__()
         self.controlnet = controlnet
@@ -141,7 +178,7 @@ class ControlNetGraph(nn.Module):
         return (*down, mid)
 
 
-class VaeEncoderGraph(nn.Module):
+class VaeEncoderGraph(_ExportsWithClassicAttention, nn.Module):
     def __init__(self, vae: nn.Module) -> None:
         super().__init__()
         self.vae = vae
@@ -151,7 +188,7 @@ class VaeEncoderGraph(nn.Module):
         return dist.mean, dist.std
 
 
-class VaeDecoderGraph(nn.Module):
+class VaeDecoderGraph(_ExportsWithClassicAttention, nn.Module):
     def __init__(self, vae: nn.Module) -> None:
         super().__init__()
         self.vae = vae
@@ -334,12 +371,11 @@ def diffusion_graphs(
     is the latent height/width range (pixels / 8), each a multiple of ``latent_multiple`` (8 keeps every
     SD 1.x UNet level even).  ``include`` selects graphs; ``controlnet`` only yields specs when the
     components have ControlNets (``controlnet`` for one, ``controlnet_<i>`` for several), and then the UNet
-    graph takes residual inputs.
+    graph takes residual inputs.  ``pin_attention``: export the graphs with classic attention (the modules keep
+    their own processors otherwise, and always outside the export).
     """
     if guidance_multiplicity not in (1, 2, 3):
         raise ValueError(f"guidance_multiplicity must be 1, 2 or 3, got {guidance_multiplicity}")
-    if pin_attention:
-        pin_export_attention(components.unet, components.vae, components.text_encoder, *components.controlnets)
     m = guidance_multiplicity
     bmin, bopt, bmax = batch_range
     batch = Dim("batch", bmin, bopt, bmax)
@@ -368,4 +404,7 @@ def diffusion_graphs(
             specs.append(controlnet_spec(cn, components.unet, name=f"controlnet_{i}" if many else "controlnet",
                                          unet_batch=unet_batch, latent_h=latent_h, latent_w=latent_w,
                                          scale_factor=f, max_length=L))
+    for spec in specs:  # classic attention while exported (see export_context), never left on the modules
+        if isinstance(spec.module, _ExportsWithClassicAttention):
+            spec.module.pin_attention = pin_attention
     return specs

@@ -117,7 +117,11 @@ def export_graph(
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     for noisy in ("onnx_ir", "onnxscript"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+    # A graph module may set itself up for tracing only while it is exported (``export_context()``: e.g. the
+    # diffusion wrappers pin diffusers' classic attention, which exporters and TensorRT parse, and put the
+    # fast SDPA processors back afterwards, so the torch runtime never runs the slow ones).
+    export_context = getattr(module, "export_context", None)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), (export_context() if export_context else contextlib.nullcontext()):
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
             program = torch.onnx.export(

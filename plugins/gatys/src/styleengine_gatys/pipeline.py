@@ -376,7 +376,7 @@ def run_fast(sessions: Mapping[str, Any], requests: Sequence[StyleRequest], max_
         for j in range(0, len(idx), max_batch):
             chunk = idx[j : j + max_batch]
             cancel.check()
-            y = sess.run({"image": torch.cat([tensors[k] for k in chunk])})["image"]
+            y = sess.run({"image": torch.cat([tensors[k] for k in chunk])})["stylized"]
             for n, k in enumerate(chunk):
                 outs[k] = y[n : n + 1]
     res = []

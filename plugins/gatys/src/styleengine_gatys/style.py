@@ -135,7 +135,7 @@ class GatysStyle(Style):
             GraphSpec(
                 "transformer",
                 inputs=(image_tensor("image", **img),),
-                outputs=(image_tensor("image", **img),),
+                outputs=(image_tensor("stylized", **img),),
                 tolerance=self.tolerance,
                 module=TransformerGraph(self.modules["transformer"]),
                 description="fast_neural_style TransformerNet: RGB [0, 1] -> stylised RGB [0, 1] (sides multiples of 4)",

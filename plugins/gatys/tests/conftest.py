@@ -13,7 +13,9 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("STYLEENGINE_OFFLINE", "1")
 os.environ.pop("STYLEENGINE_GATYS_VGG", None)
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent))  # gatys_helpers
+
+from gatys_helpers import smooth_image  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -22,17 +24,6 @@ def _one_intra_op_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def smooth_image(h: int, w: int, seed: int) -> np.ndarray:
-    """A float32 HxWx3 image in [0, 1] with correlated colours and some structure (not white noise)."""
-    g = torch.Generator().manual_seed(seed)
-    base = torch.nn.functional.interpolate(torch.rand(1, 3, max(h // 6, 2), max(w // 6, 2), generator=g), size=(h, w),
-                                           mode="bicubic", align_corners=False)[0]
-    mix = torch.rand(3, 3, generator=g) + torch.eye(3)
-    img = (mix @ base.reshape(3, -1)).reshape(3, h, w) / mix.sum(1, keepdim=True).reshape(3, 1, 1)
-    img = img + 0.15 * torch.rand(3, h, w, generator=g)
-    return img.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32)
 
 
 @pytest.fixture(scope="session")

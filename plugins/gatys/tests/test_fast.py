@@ -148,7 +148,7 @@ def test_export_parity_at_min_opt_max_and_batched_serving(reference_pth, tmp_pat
 
 
 def _write_images(folder, n, seed):
-    from conftest import smooth_image
+    from gatys_helpers import smooth_image
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,9 @@
 ``tutorial`` preset), the architecture (``ModelConfig``: which loss network, which TransformerNet) and the training
 options of the fast network (``TrainConfig``: pytorch/examples ``fast_neural_style`` defaults).
 
+neural-style's ``-seed`` is the request's seed (``engine infer --seed``, the ``seed`` form field), as for every
+seeded style: without one a fresh seed is drawn and returned (neural-style's ``-seed -1``).
+
 Option names follow neural-style's flags (``-content_weight`` is ``content_weight``); where the engine adds
 something (multi-scale, clamping, the pixel scale of the optimised image) the README says so.
 """
@@ -78,7 +81,6 @@ class Config(StyleConfig):
     pooling: Literal["max", "avg"] = "max"
     init: Literal["random", "image"] = Field("random", description="start from noise or from the content image (or init_image, if given)")
     normalize_gradients: bool = Field(False, description="L1-normalise each loss's gradient (neural-style -normalize_gradients)")
-    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="random seed (the request's seed wins; none: a fresh one)")
     print_iter: int = Field(50, ge=0, le=100_000, description="report progress (losses) every N iterations (0: only at the end)")
     save_every: int = Field(0, ge=0, le=100_000, description="intermediate image every N iterations (0: none); neural-style -save_iter is 100")
     scales: int = Field(1, ge=1, le=6, description="multi-scale: optimise at this many sizes, coarse to fine, each scale_factor apart")

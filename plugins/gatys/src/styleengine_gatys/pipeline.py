@@ -322,11 +322,9 @@ def request_images(req: StyleRequest, lo: int, hi: int) -> tuple[np.ndarray, lis
 
 
 def request_seed(req: StyleRequest, cfg: Config) -> int:
-    """The request's seed, else the Config's ``seed``, else a fresh one (neural-style's ``-seed -1``)."""
+    """The request's seed (neural-style's ``-seed``), else a fresh one (its ``-seed -1``)."""
     if req.seed is not None:
         return int(req.seed)
-    if cfg.seed is not None:
-        return int(cfg.seed)
     return int(np.random.SeedSequence().generate_state(1)[0] >> 1)
 
 

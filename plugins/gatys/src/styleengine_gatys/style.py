@@ -156,6 +156,10 @@ class GatysStyle(Style):
         if self.variant == "fast":
             return pipeline.run_fast(sessions, batch, self.batch.max)
         cfg = self.parse_config(cfg)
+        if batch and all(r.id.startswith("warmup-") for r in batch):
+            # The server's warm-up (ids "warmup-*"): it is there to load the loss network and allocate, which one
+            # iteration at the warm-up image's own size does; 1000 iterations at 512 px would hold start-up for minutes.
+            cfg = cfg.model_copy(update={"num_iterations": 1, "image_size": 0, "scales": 1})
         device = self.optimisation_device()
         vgg = self.modules["vgg"].to(device)
         return pipeline.run_optimisation(vgg, batch, cfg, device=device, lo=self.inputs.min_side, hi=self.inputs.max_side,

@@ -58,9 +58,11 @@ class GatysStyle(Style):
     long_running = True
     weights_hint = f"the fast variant needs a trained TransformerNet: `engine train gatys --style IMAGE --data DIR`, or {FAST_HOW_TO_GET}"
 
-    batch = Dim("batch", 1, 1, 8)
-    height = Dim("height", 64, 512, 1024, multiple_of=4)
-    width = Dim("width", 64, 512, 1024, multiple_of=4)
+    #: The transformer's exported range.  Kept CPU-validatable (the parity check runs the max point: 4 x 512^2 is
+    #: ~0.3 TFLOP); a GPU deployment widens it with an export profile (export/profiles/gatys-fast-gpu.yaml).
+    batch = Dim("batch", 1, 1, 4)
+    height = Dim("height", 64, 256, 512, multiple_of=4)
+    width = Dim("width", 64, 256, 512, multiple_of=4)
     #: Parity of the transformer graph (output in [0, 1]; instance norm keeps ONNX Runtime within ~1e-5).
     tolerance: ClassVar[Tolerance] = Tolerance(atol=2e-4, rtol=1e-3, psnr=70.0)
 

@@ -111,7 +111,10 @@ def engine_loop(vgg: nn.Module, content: torch.Tensor, style: torch.Tensor, iter
     from styleengine_gatys.config import Config
     from styleengine_gatys.pipeline import optimise
 
-    cfg = Config(num_iterations=iters + 1, image_size=0, optimizer=optimizer, print_iter=0, content_layers=CONTENT, style_layers=STYLE)
+    # init=image, as the tutorial's loop: both start from the content (neural-style's near-constant random start
+    # through a random, bias-free VGG gives near-zero activations whose gradients hit CPU denormals).
+    cfg = Config(num_iterations=iters + 1, image_size=0, optimizer=optimizer, print_iter=0, content_layers=CONTENT, style_layers=STYLE,
+                 init="image")
     stamps: list[float] = []
 
     def on_iteration(_: Any) -> None:

@@ -196,8 +196,9 @@ def random_init(shape: Sequence[int], seed: int, pixel_scale: float) -> torch.Te
 
 
 def _progress_bar(total: int) -> Any:
-    """A tqdm bar when run on a terminal without a cancel token (the CLI); else None."""
-    if cancel.current() is not None or not sys.stderr.isatty():
+    """A tqdm bar on a terminal, unless a token that does not ask for one is current (the server's); else None."""
+    token = cancel.current()
+    if (token is not None and not getattr(token, "show_progress", False)) or not sys.stderr.isatty():
         return None
     from tqdm.auto import tqdm
 

@@ -124,3 +124,20 @@ def test_style_loads_vgg_weights_in_either_layout(tmp_path, images):
     cfg = s.parse_config({"num_iterations": 2, "image_size": 24, "content_layers": ["relu2_1"], "style_layers": ["relu1_1", "relu2_1"], "pooling": "avg"})
     [r] = s.infer({}, [StyleRequest(images={"content": images["small"], "style": [images["style"]]}, seed=0)], cfg)
     assert r.image.shape == (18, 24, 3) and r.info["random_vgg"] is False
+
+
+def test_vgg_from_the_environment_variable(tmp_path, monkeypatch):
+    from styleengine.nn.vgg import VGG19Features
+
+    from styleengine_gatys import GatysStyle
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        sd = VGG19Features().state_dict()
+    torch.save(sd, tmp_path / "vgg19.pth")
+    monkeypatch.setenv("STYLEENGINE_GATYS_VGG", str(tmp_path / "vgg19.pth"))
+    s = GatysStyle(device="cpu")
+    torch.testing.assert_close(s.modules["vgg"].state_dict()["features.0.weight"], sd["features.0.weight"])
+    assert not s.random_vgg and s.model_config.network == "vgg19" and s.weights_path == tmp_path / "vgg19.pth"
+    fast = GatysStyle(variant="fast")
+    assert fast.needs_weights and "transformer" in fast.modules  # the variable is the loss network's only

@@ -111,8 +111,10 @@ def test_reference_pth_imports_and_matches_the_reference_forward(reference_pth):
         got = style.modules["transformer"](x)
     assert (got - want).abs().max().item() <= 1e-5 * max(1.0, want.abs().max().item())
     torch.testing.assert_close(got, want, atol=1e-5 * want.abs().max().item(), rtol=0)
-    from styleengine_gatys.importer import load_fast_neural_style
+    from styleengine_gatys.importer import export_fast_neural_style, load_fast_neural_style
 
+    back = load_fast_neural_style(export_fast_neural_style(style.modules["transformer"], path.parent / "back.pth"))
+    assert all(torch.equal(v, ref.state_dict()[k]) for k, v in back.state_dict().items())
     with pytest.raises(ValueError, match="missing keys"):
         load_fast_neural_style({k: v for k, v in torch.load(path, weights_only=True).items() if not k.startswith("res3.")})
 

@@ -92,11 +92,11 @@ def load_fast_neural_style(path_or_state: Any) -> TransformerNet:
 
 def export_fast_neural_style(net: TransformerNet, path: str | Path) -> Path:
     """Write ``net`` as a reference-format ``.pth`` state dict (what fast_neural_style's ``eval`` loads)."""
+    import io
+
     import torch
 
     from styleengine.io import atomic_write_bytes
-
-    import io
 
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, buf)

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 
 import click
 
-from . import __version__
+from . import __version__, cancel
 
 log = logging.getLogger("styleengine")
 
@@ -452,7 +452,8 @@ def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir
         images = {first: read_image(path).array, **{k: (v if fields[k].multiple else v[0]) for k, v in others.items()}}
         req = StyleRequest(images=images, texts=text_values, seed=seed if seed is None else seed + i, id=path.stem)
         t0 = time.perf_counter()
-        [res] = engine.hook.style_infer(style=style, sessions=sessions, batch=[req], cfg=cfg)
+        with cancel.use_token(_long_job_token(style, out_dir, path.stem, fmt)):
+            [res] = engine.hook.style_infer(style=style, sessions=sessions, batch=[req], cfg=cfg)
         if res.images and len(res.images) > 1:  # several outputs (e.g. BicycleGAN samples): one file each, K from 1
             dests = [out_dir / f"{path.stem}.{style.name}.sample-{k}.{fmt}" for k in range(1, len(res.images) + 1)]
             for dest, img in zip(dests, res.images, strict=True):
@@ -464,6 +465,22 @@ def infer(ctx: click.Context, style_name: str, inputs: tuple[Path, ...], out_dir
         _say(ctx, f"{path} -> {shown} ({(time.perf_counter() - t0) * 1000:.0f} ms)")
         for dest in dests:
             click.echo(str(dest))
+
+
+def _long_job_token(style: Any, out_dir: Path, stem: str, fmt: str) -> Any:
+    """For long-running styles: a token whose progress reports write the intermediate images they carry
+    (``OUT/STEM.STYLE.stepNNNNNN.FMT``, e.g. gatys ``--set save_every=N``); None for other styles."""
+    if not getattr(style, "long_running", False):
+        return None
+    from .data import save_image
+
+    def on_progress(info: dict[str, Any]) -> None:
+        if info.get("preview") is not None:
+            save_image(out_dir / f"{stem}.{style.name}.step{int(info.get('step', 0)):06d}.{fmt}", info["preview"])
+
+    token = cancel.CancelToken(on_progress=on_progress)
+    token.show_progress = True  # type: ignore[attr-defined]  # the style may draw its own progress bar
+    return token
 
 
 # -- train ---------------------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ from pydantic import BaseModel, Field
 
 from ..data import ImageLimits, encode_image
 from ..plugins import get_engine
-from . import lifecycle, preflight, protocol
+from . import lifecycle, preflight, protocol, tasks
 from .args import ServeArgs
 from .errors import ApiError
 from .guard import RequestGuard
@@ -88,6 +88,8 @@ LIMITS = RequestLimits(
 StylizeRequest = build_input_model(STYLE_CLS, LIMITS)
 MODEL = bentoml.models.BentoModel(bentoml.models.get(ARGS.model).tag) if ARGS.model else None
 ENDPOINTS = ("/stylize", "/stylize.json")
+#: Long jobs (styles with long_running inference, single topology): /stylize_task/{submit,status,get,cancel}.
+TASKS = tasks.JobManager.from_env() if STYLE_CLS.long_running and not SPLIT else None
 
 
 class StylizeResult(BaseModel):
@@ -182,6 +184,15 @@ class _API:
         """Like /stylize, answered as JSON: the image as base64 (PNG; JPEG with ``?format=jpeg``), the seed
         used, server timings and the batch size the request ran in."""
         return await self._handle(ctx, "stylize.json", json_endpoint=True)
+
+    if TASKS is not None:
+
+        @bentoml.task(route=tasks.TASK_ROUTE, input_spec=StylizeRequest)
+        async def stylize_task(self, ctx: bentoml.Context, **params: Any) -> Annotated[Path, ContentType("image/png")]:
+            """Long job (see styleengine.serving.tasks): submit at /stylize_task/submit, poll /stylize_task/status
+            (progress, ?preview=1), fetch /stylize_task/get, stop with PUT /stylize_task/cancel."""
+            png = lambda a: encode_image(a, "PNG", compress_level=ARGS.png_compress_level)  # noqa: E731
+            return await tasks.run_task(ctx, TASKS, self.core, ENGINE, png)
 
     @bentoml.on_shutdown
     def shutdown(self) -> None:
@@ -327,6 +338,8 @@ def _rejected(code: str) -> None:
     count_rejected(STYLE_CLS.name, RUNTIME, code)
 
 
+if TASKS is not None:
+    StyleAPI.add_asgi_middleware(tasks.TaskGuard, manager=TASKS)
 StyleAPI.add_asgi_middleware(
     RequestGuard, guarded=ENDPOINTS, max_bytes=ARGS.max_request_bytes, body_timeout_s=ARGS.body_timeout_s,
     max_concurrency=ARGS.max_concurrency, timeout_s=ARGS.timeout_s, on_reject=_rejected,

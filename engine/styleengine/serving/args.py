@@ -66,6 +66,8 @@ class ServeArgs(BaseModel):
     )
     header_timeout_s: float = Field(10.0, gt=0, le=600, description="a connection's request headers must arrive within it, else it is closed")
     png_compress_level: int = Field(1, ge=0, le=9, description="zlib level of PNG answers (1: fast; 6: PIL's default, ~2.4x slower)")
+    task_max_running: int = Field(1, ge=1, le=64, description="long jobs (/stylize_task, long-running styles) running at once")
+    task_max_queued: int = Field(4, ge=0, le=10_000, description="long jobs waiting; a submission beyond running + queued gets 429")
 
     # -- input limits -------------------------------------------------------------------------------
     max_request_bytes: int = Field(40 * MiB, ge=1024, le=2048 * MiB, description="whole request body; more gets 413")

@@ -89,7 +89,7 @@ StylizeRequest = build_input_model(STYLE_CLS, LIMITS)
 MODEL = bentoml.models.BentoModel(bentoml.models.get(ARGS.model).tag) if ARGS.model else None
 ENDPOINTS = ("/stylize", "/stylize.json")
 #: Long jobs (styles with long_running inference, single topology): /stylize_task/{submit,status,get,cancel}.
-TASKS = tasks.JobManager.from_env() if STYLE_CLS.long_running and not SPLIT else None
+TASKS = tasks.JobManager.from_env(ARGS.task_max_running, ARGS.task_max_queued) if STYLE_CLS.long_running and not SPLIT else None
 
 
 class StylizeResult(BaseModel):

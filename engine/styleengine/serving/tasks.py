@@ -20,8 +20,8 @@ bound how many run, report progress, or stop a running task.  This module adds e
   batcher (a long job is not a batched request), and the image comes back as PNG.  A cancelled job answers
   409, which BentoML records as failed; ``status`` says ``canceled``.
 
-Limits come from the environment (the serve arguments are not touched): ``STYLEENGINE_TASK_MAX_RUNNING``
-(default 1) and ``STYLEENGINE_TASK_MAX_QUEUED`` (default 4).  Tasks exist in the ``single`` topology (the API
+Limits are serve arguments (``--arg task_max_running=N``, default 1; ``--arg task_max_queued=N``, default 4),
+which ``STYLEENGINE_TASK_MAX_RUNNING`` / ``STYLEENGINE_TASK_MAX_QUEUED`` override.  Tasks exist in the ``single`` topology (the API
 process runs the model).
 """
 
@@ -91,8 +91,10 @@ class JobManager:
         self._reserved = 0
 
     @classmethod
-    def from_env(cls) -> JobManager:
-        return cls(int(os.environ.get("STYLEENGINE_TASK_MAX_RUNNING", "1")), int(os.environ.get("STYLEENGINE_TASK_MAX_QUEUED", "4")))
+    def from_env(cls, max_running: int = 1, max_queued: int = 4) -> JobManager:
+        """The serve arguments' limits (``task_max_running`` / ``task_max_queued``), overridable by
+        ``STYLEENGINE_TASK_MAX_RUNNING`` / ``STYLEENGINE_TASK_MAX_QUEUED``."""
+        return cls(int(os.environ.get("STYLEENGINE_TASK_MAX_RUNNING", max_running)), int(os.environ.get("STYLEENGINE_TASK_MAX_QUEUED", max_queued)))
 
     def active(self) -> int:
         with self._lock:

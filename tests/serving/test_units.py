@@ -401,3 +401,14 @@ def test_openapi_lists_every_error_code_the_service_answers():
     seed = done["paths"]["/stylize"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]["seed"]
     assert seed == {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 10}, {"type": "null"}]}
     assert spec["paths"]["/stylize"]["post"]["responses"]["400"] == {"description": "bentoml"}  # the input is not changed
+
+
+def test_playground_info_names_the_task_endpoint_for_long_jobs():
+    from styleengine.plugins import load_engine
+    from styleengine.serving.ui import style_info
+
+    base = load_engine().style_class("test-style")
+    long_job = type("LongJob", (base,), {"long_running": True})
+    assert style_info(base, ServeArgs(style="test-style"), 8)["endpoints"]["task"] is None
+    assert style_info(long_job, ServeArgs(style="test-style"), 8)["endpoints"]["task"] == "/stylize_task"
+    assert style_info(long_job, ServeArgs(style="test-style", topology="split"), 8)["endpoints"]["task"] is None  # tasks: single only

@@ -55,7 +55,9 @@ def style_info(style_cls: Any, args: Any, max_images_per_field: int, *, defaults
             "min_side": c.min_side,
             "formats": ["image/png", "image/jpeg", "image/webp"],
         },
-        "endpoints": {"image": "/stylize", "json": "/stylize.json", "openapi": "/docs.json"},
+        "endpoints": {"image": "/stylize", "json": "/stylize.json", "openapi": "/docs.json",
+                      # long jobs: the playground submits a task and shows its progress and intermediate image
+                      "task": "/stylize_task" if style_cls.long_running and not args.split else None},
     }
 
 

@@ -96,6 +96,49 @@ function showInputs() {
 
 function fmtMs(v) { return v === undefined || v === null ? "" : `${Number(v).toFixed(1)} ms`; }
 
+function showImage(src) {
+  const img = el("img", { id: "result-image", alt: "result" });
+  img.src = src;
+  $("result").replaceChildren(img);
+}
+
+function describeProgress(p) {
+  if (!p || p.step === undefined) return "";
+  const losses = Object.entries(p.losses || {}).map(([k, v]) => `${k} ${Number(v).toPrecision(4)}`).join(", ");
+  return `step ${p.step}${p.total ? " / " + p.total : ""}${p.stage ? " (" + p.stage + ")" : ""}${losses ? ": " + losses : ""}`;
+}
+
+// Long jobs (styles whose inference is long work, e.g. Gatys optimisation): submit a task, poll its status
+// with the intermediate image, offer Cancel, fetch the result when it completes.
+async function runTask(data, t0) {
+  const task = info.endpoints.task;
+  const sub = await fetch(task + "/submit", { method: "POST", body: data });
+  const subBody = await sub.json().catch(() => ({ error: "bad_response", detail: `HTTP ${sub.status}` }));
+  if (!sub.ok) throw Object.assign(new Error(subBody.detail || subBody.error), { status: sub.status, body: subBody });
+  const id = encodeURIComponent(subBody.task_id);
+  const cancelButton = $("cancel");
+  cancelButton.hidden = false;
+  cancelButton.onclick = () => fetch(`${task}/cancel?task_id=${id}`, { method: "PUT" });
+  try {
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 700));
+      const st = await (await fetch(`${task}/status?task_id=${id}&preview=1`)).json();
+      $("status").textContent = `${st.state} ${describeProgress(st.progress)}`;
+      if (st.preview) showImage(`data:image/png;base64,${st.preview}`);
+      if (st.state === "completed") break;
+      if (st.state === "failed" || st.state === "canceled") {
+        throw Object.assign(new Error(st.error || st.state), { status: st.state, body: { error: st.state, detail: st.error || "the job stopped" } });
+      }
+    }
+    const got = await fetch(`${task}/get?task_id=${id}`);
+    if (!got.ok) throw new Error(`HTTP ${got.status}`);
+    showImage(URL.createObjectURL(await got.blob()));
+    $("status").textContent = `done in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
+  } finally {
+    cancelButton.hidden = true;
+  }
+}
+
 async function submit(ev) {
   ev.preventDefault();
   $("error").hidden = true;
@@ -116,13 +159,15 @@ async function submit(ev) {
   $("status").textContent = "running…";
   const t0 = performance.now();
   try {
+    if (info.endpoints.task) {
+      await runTask(data, t0);
+      return;
+    }
     const resp = await fetch("/stylize.json", { method: "POST", body: data, headers: { Accept: "application/json" } });
     const body = await resp.json().catch(() => ({ error: "bad_response", detail: `HTTP ${resp.status}` }));
     const browserMs = performance.now() - t0;
     if (!resp.ok) throw Object.assign(new Error(body.detail || body.error || resp.statusText), { status: resp.status, body });
-    const img = el("img", { id: "result-image", alt: "result" });
-    img.src = `data:image/${body.format};base64,${body.image}`;
-    $("result").replaceChildren(img);
+    showImage(`data:image/${body.format};base64,${body.image}`);
     const t = body.timings || {};
     $("t-total").textContent = fmtMs(t.total_ms);
     $("t-queue").textContent = fmtMs(t.queue_ms);

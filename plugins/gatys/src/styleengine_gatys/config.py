@@ -64,8 +64,8 @@ class Config(StyleConfig):
 
     preset: Literal["neural-style", "tutorial"] = Field("neural-style", description="named defaults: neural-style or tutorial (see README)")
     image_size: int = Field(512, ge=0, le=4096, description="long side of the result (0 = the content's size); neural-style -image_size")
-    content_weight: float = Field(5.0, ge=0.0, le=1e12)
-    style_weight: float = Field(100.0, ge=0.0, le=1e12)
+    content_weight: float = Field(5.0, ge=0.0, le=1e12, description="weight of the content loss (neural-style -content_weight)")
+    style_weight: float = Field(100.0, ge=0.0, le=1e12, description="weight of the style loss (neural-style -style_weight)")
     tv_weight: float = Field(1e-3, ge=0.0, le=1e6, description="total-variation weight (0 disables)")
     num_iterations: int = Field(1000, ge=1, le=100_000, description="iterations at every scale")
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
@@ -84,7 +84,7 @@ class Config(StyleConfig):
     print_iter: int = Field(50, ge=0, le=100_000, description="report progress (losses) every N iterations (0: only at the end)")
     save_every: int = Field(0, ge=0, le=100_000, description="intermediate image every N iterations (0: none); neural-style -save_iter is 100")
     scales: int = Field(1, ge=1, le=6, description="multi-scale: optimise at this many sizes, coarse to fine, each scale_factor apart")
-    scale_factor: float = Field(2.0, ge=1.0, le=4.0)
+    scale_factor: float = Field(2.0, ge=1.0, le=4.0, description="size ratio between successive scales of the multi-scale optimisation")
     clamp: Literal["end", "every_step", "none"] = Field("end", description="clamp to the pixel range at the end (neural-style), after every step (tutorial), or not")
     pixel_scale: Literal[1, 255] = Field(255, description="the optimised image's range: 0-255 (neural-style's units for lr and TV) or 0-1 (tutorial)")
 

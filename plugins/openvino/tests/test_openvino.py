@@ -201,3 +201,16 @@ def test_engine_bench_torch_onnxruntime_openvino(test_style, tmp_path: Path) -> 
     if not BF16:
         assert "no native bf16" in unavailable[("openvino", "bf16")]
     assert report["runtimes"]["openvino"]["sessions"]["net"]["device"].startswith("CPU(")
+
+
+@pytest.mark.skipif(BF16, reason="this CPU has native bf16")
+def test_precision_is_read_back_not_assumed(test_style, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Past the capability check, OpenVINO itself quietly compiles a bf16 hint as f32 on such a CPU: the
+    read-back turns that into an error instead of a mislabelled fp32 run."""
+    import styleengine_openvino.runtime as rt
+
+    style, folder = test_style
+    [spec] = style.graphs()
+    monkeypatch.setattr(rt, "precision_available", lambda p: (True, "ok"))
+    with pytest.raises(RuntimeUnavailableError, match="asked for bf16 but the compiled model runs f32"):
+        OpenVINOSession(spec, folder / f"{spec.name}.onnx", SessionOptions(precision="bf16"))

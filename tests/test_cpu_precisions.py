@@ -105,3 +105,37 @@ def test_torch_bf16_refused_where_the_cpu_lacks_it(engine) -> None:  # noqa: ANN
     assert "no native bf16" in why
     with pytest.raises(RuntimeUnavailableError, match="bf16 on CPU: this CPU has no native bf16"):
         TorchSession(style.graphs()[0], SessionOptions(precision="bf16"))
+
+
+def _cli(*args: object) -> tuple[int, str]:
+    from click.testing import CliRunner
+
+    from styleengine.cli import cli
+
+    res = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return res.exit_code, res.output
+
+
+def test_cli_export_int8_then_infer_and_bench_on_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    code, out = _cli("export", "test-style", "--allow-random-weights", "--model-set", "channels=4", "--int8", "--out", tmp_path / "art")
+    assert code == 0, out
+    assert "int8 (lossy) ok: PSNR" in out and (tmp_path / "art" / "net.int8.onnx").is_file()
+    img = tmp_path / "in.png"
+    Image.fromarray((np.random.default_rng(0).random((24, 32, 3)) * 255).astype(np.uint8)).save(img)
+    code, out = _cli("infer", "test-style", img, "--out", tmp_path / "out", "--runtime", "onnxruntime", "--precision", "int8",
+                     "--artifacts", tmp_path / "art", "--allow-random-weights", "--model-set", "channels=4")
+    assert code == 0, out
+    assert len(list((tmp_path / "out").iterdir())) == 1
+    # without --artifacts the bench exports (with --int8) into its cache itself
+    monkeypatch.setenv("STYLEENGINE_CACHE", str(tmp_path / "cache"))
+    code, out = _cli("bench", "test-style", "--runtime", "onnxruntime", "--precision", "fp32,int8", "--size", "32", "--warmup", "0",
+                     "--iters", "1", "--allow-random-weights", "--model-set", "channels=4", "--json")
+    assert code == 0, out
+    report = json.loads(out[out.index("{"):])
+    assert {(r["runtime"], r["precision"]) for r in report["results"] if r["status"] == "ok"} >= {("onnxruntime", "int8"), ("torch", "fp32")}
+    assert list((tmp_path / "cache").rglob("net.int8.onnx"))

@@ -55,7 +55,7 @@ def test_style(engine, tmp_path_factory):  # noqa: ANN001, ANN201
 @pytest.fixture(scope="module")
 def pix2pix(engine, tmp_path_factory):  # noqa: ANN001, ANN201
     style = engine.style_class("pix2pix")(PIX2PIX_TINY)
-    return style, _export(engine, style, tmp_path_factory.mktemp("p2p"), P2P_SMALL)
+    return style, _export(engine, style, tmp_path_factory.mktemp("p2p"), P2P_SMALL, int8=True)
 
 
 def test_registered_through_the_hook_and_reports_availability(engine) -> None:  # noqa: ANN001
@@ -67,6 +67,13 @@ def test_registered_through_the_hook_and_reports_availability(engine) -> None:  
     assert ok and why.startswith("openvino ") and ("bf16" in why)
     assert cls.devices() == ["cpu"]
     assert ("bf16" in cls.precisions()) == BF16
+
+
+def _artifact_spec(style, folder: Path):  # noqa: ANN001, ANN202
+    """The style's GraphSpec with the dims the folder was exported (and validated) with."""
+    [spec] = style.graphs()
+    mspec = Manifest.load(folder).graphs[spec.name].spec
+    return type(spec).from_dict(mspec).replace(module=spec.module, example=spec.example)
 
 
 def _opened(engine, style, folder: Path, precision: str = "fp32") -> Session:  # noqa: ANN001
@@ -81,9 +88,7 @@ def test_fp32_parity_with_torch_at_min_opt_max(engine, request, which: str) -> N
     style, folder = request.getfixturevalue(which)
     sess = _opened(engine, style, folder)
     assert sess.device.startswith("CPU(") and sess.device.endswith(", f32)") and sess.inference_precision == "f32"
-    [spec] = style.graphs()
-    mspec = Manifest.load(folder).graphs[spec.name].spec
-    spec_in_artifact = type(spec).from_dict(mspec).replace(module=spec.module, example=spec.example)
+    spec_in_artifact = _artifact_spec(style, folder)
     res = validate_graph(spec_in_artifact, TorchSession(spec_in_artifact, SessionOptions()), sess)
     assert res["passed"], res  # the graph's own tolerance, at each point
     assert {p for p in res if p != "passed"} == {"min", "opt", "max"}
@@ -105,7 +110,7 @@ def test_bf16_parity_within_the_psnr_floor(engine, request, which: str) -> None:
     style, folder = request.getfixturevalue(which)
     sess = _opened(engine, style, folder, "bf16")
     assert sess.inference_precision == "bf16" and sess.device.endswith(", bf16)")
-    [spec] = style.graphs()
+    spec = _artifact_spec(style, folder)
     lossy = spec.replace(tolerance=Tolerance(atol=1e30, rtol=0.0, psnr=BF16_PSNR_FLOOR))
     res = validate_graph(lossy, TorchSession(spec, SessionOptions()), sess)
     assert res["passed"], worst(res)
@@ -127,9 +132,10 @@ def test_fp16_and_gpu_refused_with_a_reason(test_style) -> None:  # noqa: ANN001
         OpenVINOSession(spec, folder / f"{spec.name}.onnx", SessionOptions(device="cuda:0"))
 
 
-def test_int8_artifact_runs_within_its_recorded_floor(engine, test_style) -> None:  # noqa: ANN001
-    style, folder = test_style
-    [spec] = style.graphs()
+@pytest.mark.parametrize("which", ["test_style", "pix2pix"])
+def test_int8_artifact_runs_within_its_recorded_floor(engine, request, which: str) -> None:  # noqa: ANN001
+    style, folder = request.getfixturevalue(which)
+    spec = _artifact_spec(style, folder)
     q = Manifest.load(folder).graphs[spec.name].quantized["int8"]
     sess = _opened(engine, style, folder, "int8")
     assert sess.device.endswith("int8 graph)")

@@ -96,7 +96,8 @@ def style_plan(style: dict[str, Any], cls: Any, args: argparse.Namespace) -> dic
         notes.append(f"{params[steps[0]]} denoising steps (`{steps[0]}`): the per-stage breakdown gives the cost per step")
     settings["params"] = params
     exportable = "export" in style["capabilities"]
-    runtimes = [r for r in args.runtimes if exportable or r == "torch"]
+    # openvino is a plugin distribution (plugins/openvino): in the default list only where it is installed
+    runtimes = [r for r in args.runtimes if (exportable or r == "torch") and (r != "openvino" or _has_openvino())]
     return {
         "name": name,
         "runtimes": runtimes,
@@ -253,16 +254,22 @@ def summary(folder: Path, entries: list[dict[str, Any]], argv: list[str]) -> str
     return "\n".join(lines) + "\n"
 
 
+def _has_openvino() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("styleengine_openvino") is not None
+
+
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ints = lambda s: tuple(int(x) for x in s.split(","))  # noqa: E731
     names = lambda s: tuple(x.strip() for x in s.split(",") if x.strip())  # noqa: E731
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cuda", action="store_true", help="CUDA machine: device cuda, fp32+fp16, torch/onnxruntime/tensorrt, 256 and 512")
     p.add_argument("--styles", type=names, help="styles to run [every installed one but test-style]")
-    p.add_argument("--runtimes", type=names, help="[torch,onnxruntime,tensorrt]")
+    p.add_argument("--runtimes", type=names, help="[torch,onnxruntime,openvino,tensorrt]")
     p.add_argument("--batches", type=ints, help="[1,4,8]")
     p.add_argument("--sizes", type=ints, help="[256; --cuda: 256,512]")
-    p.add_argument("--precisions", type=names, help="[fp32; --cuda: fp32,fp16]")
+    p.add_argument("--precisions", type=names, help="[fp32; --cuda: fp32,fp16]; CPU precisions: fp32,bf16,int8 (int8 adds a calibrated export)")
     p.add_argument("--seconds", type=float, default=None, help="time budget per config [10; --cuda 5]")
     p.add_argument("--min-iters", type=int, default=5)
     p.add_argument("--iters", type=int, default=None, help="cap on timed iterations per config")
@@ -283,7 +290,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--summary-only", action="store_true", help="only rewrite the folder's README.md from its matrix.json (and NOTES.md)")
     args = p.parse_args(argv)
     args.device = "cuda" if args.cuda else "cpu"
-    args.runtimes = args.runtimes or ("torch", "onnxruntime", "tensorrt")
+    args.runtimes = args.runtimes or ("torch", "onnxruntime", "openvino", "tensorrt")
     args.batches = args.batches or (1, 4, 8)
     args.sizes = args.sizes or ((256, 512) if args.cuda else (256,))
     args.precisions = args.precisions or (("fp32", "fp16") if args.cuda else ("fp32",))

@@ -248,6 +248,7 @@ def plugin_new(ctx: click.Context, name: str, dest: Path, template: Path | None)
 @click.option("--onnx", "do_onnx", is_flag=True, default=True, help="Export ONNX and validate it (always done).")
 @click.option("--trt", is_flag=True, help="Also build TensorRT engines (needs the tensorrt extra and a GPU).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default=None, help="Engine precision [profile or fp32].")
+@click.option("--int8", is_flag=True, help="Also write each graph's int8 static-quantised ONNX (lossy; calibrated on the style's example inputs, PSNR vs fp32 torch in the manifest).")
 @click.option("--profile", "profile_path", type=click.Path(dir_okay=False, path_type=Path), help="Export profile YAML (export/profiles/).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output folder [export/artifacts/STYLE/VARIANT].")
 @click.option("--variant", help="Export variant of the style (see `engine styles`).")
@@ -263,7 +264,7 @@ def plugin_new(ctx: click.Context, name: str, dest: Path, template: Path | None)
 def export(ctx: click.Context, style_name: str, do_onnx: bool, trt: bool, precision: str | None, profile_path: Path | None,
            out: Path | None, variant: str | None, weights: str | None, allow_random_weights: bool, exporter: str | None,
            graphs: tuple[str, ...], no_validate: bool, model_sets: tuple[str, ...], timing_cache: Path | None,
-           bento_model: bool) -> None:
+           bento_model: bool, int8: bool = False) -> None:
     """Export STYLE's graphs to ONNX, validate them against torch, and optionally build TensorRT engines.
 
     Writes ONNX files and manifest.json (versions, sha256s, dims, tolerances, measured parity) to
@@ -282,6 +283,7 @@ def export(ctx: click.Context, style_name: str, do_onnx: bool, trt: bool, precis
     opts = ExportOptions(
         out_dir=out or _default_artifacts(style, prec),
         trt=trt,
+        int8=int8,
         precision=prec,
         exporter=exporter or profile.exporter or "dynamo",
         profile=profile,
@@ -405,7 +407,8 @@ def spec_dims(spec_dict: dict[str, Any]) -> dict[str, Any]:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Style parameter (see the style's Config).")
 @click.option("--seed", type=int, default=None, help="Seed for stochastic styles.")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32", show_default=True,
+              help="int8: the export's lossy int8 artifact (engine export --int8), on onnxruntime / openvino.")
 @click.option("--format", "fmt", type=click.Choice(["png", "jpg", "webp"]), default="png", show_default=True)
 @click.option("--model-set", "model_sets", multiple=True, metavar="KEY=VALUE", help="Model config override (e.g. where a diffusion style's components come from).")
 @click.pass_context
@@ -571,7 +574,7 @@ def pull(ctx: click.Context, ref: str, out: Path | None) -> None:
 @click.option("--runtime", "runtimes", default="torch", show_default=True, help="Comma-separated runtimes (torch,onnxruntime,tensorrt); unavailable ones are reported with the reason.")
 @click.option("--batch", "batches", default="1", show_default=True, help="Comma-separated batch sizes (requests per style_infer call).")
 @click.option("--size", "sizes", default="256", show_default=True, help="Comma-separated square image sides.")
-@click.option("--precision", "precisions", default="fp32", show_default=True, help="Comma-separated: fp32,fp16,bf16.")
+@click.option("--precision", "precisions", default="fp32", show_default=True, help="Comma-separated: fp32,fp16,bf16,int8.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--warmup", type=click.IntRange(min=0), default=3, show_default=True, help="Untimed calls per config.")
 @click.option("--iters", type=click.IntRange(min=1), default=None, help="Timed calls per config [20]; with --seconds, a cap.")

@@ -72,7 +72,8 @@ def default_artifacts(style: str, variant: str, precision: str = "fp32") -> Path
     export never replaces the fp32 ONNX Runtime one.  Folders of the older layout (no precision level)
     are still found."""
     base = ARTIFACTS_ROOT / style / variant
-    new = base / precision
+    # int8 is a lossy copy kept inside the fp32 ONNX folder (`engine export --int8`), not a folder of its own
+    new = base / ("fp32" if precision == "int8" else precision)
     if not (new / "manifest.json").is_file() and (base / "manifest.json").is_file():
         return base
     return new
@@ -207,7 +208,7 @@ def _plan_artifacts(engine: Engine, plan: LoadPlan, artifacts: Any, weights: str
     cls = plan.style_cls
     folder = Path(artifacts) if artifacts else default_artifacts(cls.name, plan.variant, precision)  # type: ignore[attr-defined]
     if not (folder / "manifest.json").is_file():
-        how = f"run `engine export {cls.name}`" + (f" --precision {precision}" if precision != "fp32" else "")  # type: ignore[attr-defined]
+        how = f"run `engine export {cls.name}`" + (" --int8" if precision == "int8" else f" --precision {precision}" if precision != "fp32" else "")  # type: ignore[attr-defined]
         raise LoadError(f"no exported artifacts in {folder} (no manifest.json): {how}, or pass --artifacts DIR")
     try:
         manifest = Manifest.load(folder)

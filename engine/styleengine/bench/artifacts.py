@@ -159,11 +159,13 @@ def ensure_artifacts(
 
     request = {"batches": sorted(set(batches)), "sizes": sorted(set(sizes)),
                "params": {str(k): v.model_dump(mode="json") for k, v in sorted(params.items())},
-               "texts": dict(texts or {}), "trt": trt, "precision": precision if trt else "fp32"}
+               "texts": dict(texts or {}), "trt": trt, "precision": precision if trt or precision == "int8" else "fp32"}
     folder = (cache or cache_dir() / "bench") / style.name / style.variant / _key(engine, style, request)
     if (folder / "manifest.json").is_file():
         manifest = Manifest.load(folder)
-        if not manifest.verify_files(folder) and (not trt or all(g.engine for g in manifest.graphs.values())):
+        complete = all(g.engine for g in manifest.graphs.values()) if trt else all(
+            "int8" in g.quantized for g in manifest.graphs.values()) if precision == "int8" else True
+        if not manifest.verify_files(folder) and complete:
             say(f"using cached export {folder}")
             return folder
     specs = style.graphs()
@@ -176,6 +178,7 @@ def ensure_artifacts(
     widened = {g: {d: [v.min, v.max] for d, v in pg.dims.items()} for g, pg in profile.graphs.items()}
     say(f"exporting {style.name} ({style.variant}) to {folder}" + (f" with TensorRT {precision}" if trt else "")
         + (f"; dims widened: {widened}" if widened else ""))
-    options = ExportOptions(out_dir=folder, trt=trt, precision=precision if trt else "fp32", profile=profile, extra={"progress": say})
+    options = ExportOptions(out_dir=folder, trt=trt, int8=precision == "int8" and not trt, precision=precision if trt else "fp32",
+                            profile=profile, extra={"progress": say})
     engine.hook.style_export(style=style, options=options)
     return folder

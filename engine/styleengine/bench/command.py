@@ -9,7 +9,7 @@ from typing import Any
 
 __all__ = ["parse_ints", "parse_names", "parse_params", "emit"]
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def parse_ints(raw: str, what: str) -> tuple[int, ...]:

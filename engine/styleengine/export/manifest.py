@@ -34,6 +34,22 @@ class EngineRecord(BaseModel):
     profile: dict[str, list[list[int]]] = Field(default_factory=dict)
 
 
+class QuantizedRecord(BaseModel):
+    """A lossy, reduced-precision copy of a graph's ONNX (e.g. int8 static quantisation): its own file and
+    digest, how it was calibrated, and its measured accuracy against fp32 torch (``psnr`` >= ``psnr_floor``)."""
+
+    model_config = ConfigDict(extra="allow")
+    path: str
+    sha256: str
+    precision: str
+    lossy: bool = True
+    method: str = ""
+    calibration: dict[str, Any] = Field(default_factory=dict)
+    psnr_floor: float | None = None
+    psnr: float | None = None
+    parity: dict[str, Any] = Field(default_factory=dict)
+
+
 class GraphRecord(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
@@ -47,6 +63,8 @@ class GraphRecord(BaseModel):
     spec: dict[str, Any] = Field(default_factory=dict)
     parity: dict[str, Any] = Field(default_factory=dict)
     engine: EngineRecord | None = None
+    #: Lossy reduced-precision ONNX copies by precision (``"int8"``), run by the ONNX runtimes on request.
+    quantized: dict[str, QuantizedRecord] = Field(default_factory=dict)
 
 
 class Manifest(BaseModel):
@@ -92,7 +110,9 @@ class Manifest(BaseModel):
         folder = Path(folder)
         problems = []
         for g in self.graphs.values():
-            for rel, digest in ((g.onnx, g.onnx_sha256), (g.engine.path, g.engine.sha256) if g.engine else (None, None)):
+            files = [(g.onnx, g.onnx_sha256), (g.engine.path, g.engine.sha256) if g.engine else (None, None)]
+            files += [(q.path, q.sha256) for q in g.quantized.values()]
+            for rel, digest in files:
                 if not rel:
                     continue
                 p = folder / rel

@@ -100,6 +100,8 @@ class ExportOptions:
     out_dir: Path
     onnx: bool = True
     trt: bool = False
+    #: Also write each graph's int8 static-quantised copy (lossy; PSNR vs fp32 torch in the manifest).
+    int8: bool = False
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     exporter: Exporter = "dynamo"
     profile: ExportProfile = field(default_factory=ExportProfile)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..io import atomic_dir, sha256_file
 from ..runtime.base import RuntimeUnavailableError, SessionOptions
 from ..runtime.torch import TorchSession
-from .manifest import EngineRecord, GraphRecord, Manifest, library_versions, machine_info
+from .manifest import EngineRecord, GraphRecord, Manifest, QuantizedRecord, library_versions, machine_info
 from .options import ExportOptions, ExportResult, GraphExport
 from .tensorrt import trtexec_command
 from .validate import session_for_onnx, validate_graph, worst
@@ -99,6 +99,8 @@ def export_style(engine: Engine, style: Style, options: ExportOptions, *, progre
                     f"[{spec.name}] parity {'ok' if parity['passed'] else 'FAILED'}: max |err| {w['max_abs']:.3g}, "
                     f"PSNR {w['psnr']:.1f} dB (tolerance atol {spec.tolerance.atol}, rtol {spec.tolerance.rtol})"
                 )
+            if options.int8:
+                quantize_graph(spec, tmp, onnx_name, record, ge, options, say)
             manifest.graphs[spec.name] = record
             exports.append(ge)
         failed = [g.name for g in exports if not g.passed]
@@ -113,6 +115,25 @@ def export_style(engine: Engine, style: Style, options: ExportOptions, *, progre
     if options.trt:
         build_engines(engine, specs, manifest, options, result, say)
     return result
+
+
+def quantize_graph(spec: Any, tmp: Path, onnx_name: str, record: GraphRecord, ge: GraphExport, options: ExportOptions, say: Any) -> None:
+    """``--int8``: the graph's int8 copy (own file and sha256, labelled lossy) and its PSNR against fp32 torch."""
+    from .quantize import int8_tolerance, quantize_int8
+
+    qname = f"{spec.name}.int8.onnx"
+    say(f"[{spec.name}] int8 static quantisation (calibrated on the style's example inputs)")
+    info = quantize_int8(spec, tmp / onnx_name, tmp / qname, seed=options.seed)
+    tol = int8_tolerance(options.extra.get("int8_psnr_floor"))
+    parity = validate_graph(spec.replace(tolerance=tol), TorchSession(spec, SessionOptions()), session_for_onnx(spec, tmp / qname), seed=options.seed)
+    w = worst(parity)
+    record.quantized["int8"] = QuantizedRecord(
+        path=qname, sha256=sha256_file(tmp / qname), precision="int8", lossy=True, method=info["method"],
+        calibration=info["calibration"], psnr_floor=tol.psnr, psnr=w["psnr"], parity=parity,
+    )
+    ge.passed = ge.passed and parity["passed"]
+    say(f"[{spec.name}] int8 (lossy) {'ok' if parity['passed'] else 'FAILED'}: PSNR {w['psnr']:.1f} dB vs fp32 torch "
+        f"(floor {tol.psnr} dB), max |err| {w['max_abs']:.3g}")
 
 
 def build_engines(engine: Engine, specs: list[Any], manifest: Manifest, options: ExportOptions, result: ExportResult, say: Any) -> None:

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     from ..export.manifest import GraphRecord, Manifest
     from ..spec import GraphSpec
 
-Precision = Literal["fp32", "fp16", "bf16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
+Precision = Literal["fp32", "fp16", "bf16", "int8"]
+#: ``int8`` is a lossy artifact of its own (``engine export --int8``), run by the ONNX runtimes only.
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
+#: Precisions that live in a separate, lossy artifact file (``GraphRecord.quantized``).
+QUANTIZED_PRECISIONS: tuple[str, ...] = ("int8",)
 
 
 class RuntimeUnavailableError(RuntimeError):
@@ -107,3 +110,19 @@ def check_inputs(graph: str, expected: list[str], inputs: Mapping[str, Any]) -> 
     extra = [n for n in inputs if n not in expected]
     if missing or extra:
         raise KeyError(f"graph {graph}: missing inputs {missing}, unexpected inputs {extra}; expects {expected}")
+
+
+def onnx_for_precision(graph: str, artifact: Path, record: GraphRecord | None, precision: str) -> Path:
+    """The ONNX file an ONNX runtime loads for ``precision``: the exported fp32 graph, or for a quantised
+    precision (int8) its own lossy artifact recorded in the manifest beside it (digest checked at load)."""
+    if precision not in QUANTIZED_PRECISIONS:
+        return artifact
+    rec = record.quantized.get(precision) if record is not None else None
+    if rec is None:
+        raise ArtifactMismatchError(
+            f"graph {graph}: no {precision} artifact in {artifact.parent} (export with `engine export STYLE --onnx --{precision}`)"
+        )
+    path = artifact.parent / rec.path
+    if not path.is_file():
+        raise DamagedArtifactError(f"graph {graph}: {path} is missing")
+    return path

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .base import ArtifactMismatchError, Runtime, RuntimeUnavailableError, Session, SessionOptions, check_inputs
+from .base import ArtifactMismatchError, Runtime, RuntimeUnavailableError, Session, SessionOptions, check_inputs, onnx_for_precision
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,9 @@ class OrtSession:
             if not options.extra.get("allow_cpu_fallback"):
                 raise RuntimeUnavailableError(msg)
             warnings.warn(msg + "; running on CPU", RuntimeWarning, stacklevel=2)
-        if options.precision != "fp32" and "TensorrtExecutionProvider" not in wanted_names:
+        if options.precision == "int8" and gpu_wanted:
+            raise RuntimeUnavailableError("onnxruntime: the int8 artifact runs on the CPU execution provider only")
+        if options.precision not in ("fp32", "int8") and "TensorrtExecutionProvider" not in wanted_names:
             raise RuntimeUnavailableError(
                 f"onnxruntime runs the exported fp32 ONNX; precision {options.precision} needs the TensorRT "
                 "execution provider or the tensorrt/torch runtimes"
@@ -107,6 +109,7 @@ class OrtSession:
                 raise RuntimeUnavailableError(msg)
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
         self.device = used[0]
+        self.precision = options.precision
         self._on_cuda = used[0] in ("CUDAExecutionProvider", "TensorrtExecutionProvider")
         self._dtypes = {i.name: np.dtype(_NP_OF_ORT.get(i.type, "float32")) for i in self._sess.get_inputs()}
         self._np = np
@@ -169,7 +172,8 @@ class OnnxRuntimeRuntime(Runtime):
             devs += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
         return devs
 
-    def load(self, spec: Any, options: SessionOptions, *, artifact: Path | None = None, **_: Any) -> Session:
+    def load(self, spec: Any, options: SessionOptions, *, artifact: Path | None = None, record: Any = None, **_: Any) -> Session:
         if artifact is None:
             raise RuntimeUnavailableError(f"graph {spec.name}: no ONNX file to load (run `engine export` first)")
-        return OrtSession(spec, artifact, options)
+        # precision int8: the graph's own lossy artifact (`engine export --int8`), recorded in the manifest
+        return OrtSession(spec, onnx_for_precision(spec.name, Path(artifact), record, options.precision), options)

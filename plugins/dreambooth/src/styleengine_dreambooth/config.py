@@ -66,8 +66,11 @@ class ModelConfig(StyleConfig):
         ".safetensors, or a folder holding pytorch_lora_weights.safetensors)")
     fused_lora: str | None = Field(
         None, description="a LoRA fused into the base weights (what --weights LORA sets): every request gets it")
+    export_lora: str | None = Field(
+        None, description="`engine export`: the name (in loras) of the LoRA fused into the exported UNet / text encoder "
+        "(one artifact per LoRA); none exports the base")
 
-    @field_validator("source", "tokenizer", "config", "fused_lora")
+    @field_validator("source", "tokenizer", "config", "fused_lora", "export_lora")
     @classmethod
     def _not_blank(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():

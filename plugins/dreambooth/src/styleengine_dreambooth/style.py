@@ -87,8 +87,6 @@ class DreamBoothStyle(Style):
         self._components: Any = None
         self._parts: tuple[Any, dict[str, Any], float] | None = None
         self._schedulers: dict[str, Any] = {}
-        #: LoRA fused into the exported graphs (export_lora); None = the base.
-        self.export_lora: str | None = None
 
     # -- components and weights -----------------------------------------------------------------------
     @property
@@ -235,14 +233,16 @@ class DreamBoothStyle(Style):
         from styleengine.diffusion import diffusion_graphs, fuse_lora
 
         comps = self.components
+        name = self.model_config_.export_lora
+        if name is not None and name not in self.loras:
+            have = ", ".join(self.loras) or "none (--model-set loras={NAME: FILE})"
+            raise UnknownLoraError(f"export_lora {name!r} is not loaded; available: {have}")
         if not self.loras:
             return self.graphs()
-        if self.export_lora is not None and self.export_lora not in self.loras:
-            raise UnknownLoraError(f"export_lora {self.export_lora!r} is not loaded; available: {', '.join(self.loras)}")
         fused = copy.copy(comps)
         fused.unet, fused.text_encoder = copy.deepcopy(comps.unet), copy.deepcopy(comps.text_encoder)
         fused.lora_scales = dict(comps.lora_scales)
-        fuse_lora(fused, {self.export_lora: 1.0} if self.export_lora else {})
+        fuse_lora(fused, {name: 1.0} if name else {})
         arch = self._arch()
         return diffusion_graphs(fused, guidance_multiplicity=2, batch_range=self.batch_range[arch],
                                 latent_range=self.latent_range[arch], latent_multiple=8,
@@ -254,10 +254,10 @@ class DreamBoothStyle(Style):
         from .importer import lora_file
 
         mc = self.model_config_
-        if self.export_lora is None:
+        if mc.export_lora is None:
             return {"lora": None}
-        f = lora_file(mc.loras[self.export_lora])
-        return {"lora": {"name": self.export_lora, "file": str(f), "sha256": sha256_path(f)}}
+        f = lora_file(mc.loras[mc.export_lora])
+        return {"lora": {"name": mc.export_lora, "file": str(f), "sha256": sha256_path(f)}}
 
     # -- inference -------------------------------------------------------------------------------------
     def pipeline_parts(self) -> tuple[Any, dict[str, Any], float]:
@@ -303,8 +303,12 @@ class DreamBoothStyle(Style):
             prompt = (req.texts.get("prompt") or "").strip()
             if not prompt:
                 raise ValueError("dreambooth needs a non-empty 'prompt' text")
-            loras = parse_lora(req.texts.get("lora"), switchable if torch_unet else [], cfg.lora_scale) \
-                if (req.texts.get("lora") or "").strip() else ()
+            wanted = (req.texts.get("lora") or "").strip()
+            if wanted and not torch_unet:
+                raise UnknownLoraError(
+                    f"lora {wanted!r}: exported graphs carry their LoRA fused (see the manifest's 'lora'); serve one "
+                    "artifact per LoRA (engine export dreambooth --model-set export_lora=NAME) or the torch runtime")
+            loras = parse_lora(wanted, switchable, cfg.lora_scale) if wanted else ()
             has_image = "image" in req.images and req.images["image"] is not None
             mode = cfg.mode if cfg.mode != "auto" else ("img2img" if has_image else "txt2img")
             if mode == "img2img" and not has_image:

@@ -6,6 +6,7 @@ CLIP) at 64 px, 1-4 denoising / training steps.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from pathlib import Path
@@ -74,3 +75,19 @@ def instance_dir(tmp_path) -> Path:
     for i in range(3):
         Image.fromarray(subject(i)).save(d / f"{i}.png")
     return d
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """`engine export dreambooth` of the tiny model with a LoRA fused (torchscript exporter: seconds): (out, lora, stderr)."""
+    from db_helpers import random_lora, run_cli
+
+    d = tmp_path_factory.mktemp("export")
+    lora = random_lora(d / "dog.safetensors", 1, text_encoder=True)
+    out = d / "artifacts"
+    code, _, err = run_cli("export", "dreambooth", "--model-set", "size=tiny", "--model-set", f"loras={{dog: {lora}}}",
+                           "--model-set", "export_lora=dog", "--allow-random-weights", "--profile", str(REPO / "export" / "profiles" / "dreambooth-tiny.yaml"),
+                           "--exporter", "torchscript", "--out", str(out))
+    assert code == 0, err
+    gc.collect()
+    return out, lora, err

@@ -44,3 +44,25 @@ def content(seed: int, size: tuple[int, int] = (64, 64)) -> np.ndarray:
 
 def max_diff(a, b) -> float:
     return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
+
+
+def random_lora(path, seed: int, text_encoder: bool = False):
+    """A LoRA with visible effect (B != 0) in diffusers' format, written by the core's save_diffusers_lora."""
+    from styleengine.diffusion.lora import UNET_TARGETS, add_lora, lora_config, save_diffusers_lora
+
+    import torch
+    from styleengine_dreambooth import DreamBoothStyle
+
+    comps = DreamBoothStyle(TINY).components
+    g = torch.Generator().manual_seed(seed)
+    add_lora(comps.unet, lora_config(4, 4, UNET_TARGETS))
+    mods = [comps.unet]
+    if text_encoder:
+        add_lora(comps.text_encoder, lora_config(4, 4, ("q_proj", "k_proj", "v_proj", "out_proj")))
+        mods.append(comps.text_encoder)
+    with torch.no_grad():
+        for m in mods:
+            for n, p in m.named_parameters():
+                if "lora_" in n:
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return save_diffusers_lora(path, unet=comps.unet, text_encoder=comps.text_encoder if text_encoder else None)

@@ -17,9 +17,14 @@ class TestDreamBoothConformance(StyleConformance):
     model_config = TINY
     params = FAST
     image_size = (32, 48)
-    export_points = ("min", "max")
-    skip_checks = {"export_parity": "the tiny graphs' ONNX parity is covered by the core's tests/diffusion/test_graphs.py "
-                                    "(same diffusion_graphs); not re-run here to keep this folder fast"}
+
+    def test_export_parity(self, exported) -> None:  # type: ignore[override]
+        """Every graph exported (a LoRA fused) and validated at min/opt/max: shared with test_export.py."""
+        from styleengine.export.manifest import Manifest
+
+        manifest = Manifest.load(exported[0])
+        assert sorted(manifest.graphs) == sorted(s.name for s in self.make_style().graphs())
+        assert all(rec.parity and rec.parity["passed"] for rec in manifest.graphs.values())
 
     def make_request(self, seed=0, size=None, fill=None):  # type: ignore[override]
         req = super().make_request(seed, size, fill)

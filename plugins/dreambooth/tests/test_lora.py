@@ -7,36 +7,17 @@ from dataclasses import replace
 
 import pytest
 import torch
-from db_helpers import FAST, TINY, max_diff, request
+from db_helpers import FAST, TINY, max_diff, random_lora, request
 from safetensors.torch import load_file, save_file
 from styleengine_dreambooth import DreamBoothStyle
 
 PROMPT = "a photo of sks dog"
 
 
-def _random_lora(path, seed: int, text_encoder: bool = False):
-    """A LoRA with visible effect (B != 0) in diffusers' format, written by the core's save_diffusers_lora."""
-    from styleengine.diffusion.lora import UNET_TARGETS, add_lora, lora_config, save_diffusers_lora
-
-    comps = DreamBoothStyle(TINY).components
-    g = torch.Generator().manual_seed(seed)
-    add_lora(comps.unet, lora_config(4, 4, UNET_TARGETS))
-    mods = [comps.unet]
-    if text_encoder:
-        add_lora(comps.text_encoder, lora_config(4, 4, ("q_proj", "k_proj", "v_proj", "out_proj")))
-        mods.append(comps.text_encoder)
-    with torch.no_grad():
-        for m in mods:
-            for n, p in m.named_parameters():
-                if "lora_" in n:
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return save_diffusers_lora(path, unet=comps.unet, text_encoder=comps.text_encoder if text_encoder else None)
-
-
 @pytest.fixture(scope="module")
 def loras(tmp_path_factory):
     d = tmp_path_factory.mktemp("loras")
-    return {"dog": _random_lora(d / "dog.safetensors", 1), "van_gogh": _random_lora(d / "vg.safetensors", 2, text_encoder=True)}
+    return {"dog": random_lora(d / "dog.safetensors", 1), "van_gogh": random_lora(d / "vg.safetensors", 2, text_encoder=True)}
 
 
 @pytest.fixture(scope="module")

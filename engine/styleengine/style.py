@@ -83,6 +83,12 @@ class EmptyConfig(StyleConfig):
     pass
 
 
+class RequestError(ValueError):
+    """A request a style refuses for what it asks (e.g. an adapter name that is not loaded): the service answers
+    422 ``invalid_request`` with the message (so name the valid choices in it), and re-runs a batch holding such a
+    request one request at a time, so only the offending request is refused."""
+
+
 class WeightsRequiredError(RuntimeError):
     """A style would run with random weights; the message says how to get or train weights."""
 

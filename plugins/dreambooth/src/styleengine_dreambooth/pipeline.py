@@ -15,9 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from styleengine.diffusion.loop import Callback, img2img, txt2img
+from styleengine.style import RequestError
 
 
-class UnknownLoraError(ValueError):
+class UnknownLoraError(RequestError):
     """A request named a LoRA that is not loaded (a 4xx: the message names the available ones)."""
 
 

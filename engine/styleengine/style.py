@@ -85,7 +85,7 @@ class EmptyConfig(StyleConfig):
 
 class RequestError(ValueError):
     """A request a style refuses for what it asks (e.g. an adapter name that is not loaded): the service answers
-    422 ``invalid_request`` with the message (so name the valid choices in it), and re-runs a batch holding such a
+    400 ``invalid_request`` with the message (so name the valid choices in it), and re-runs a batch holding such a
     request one request at a time, so only the offending request is refused."""
 
 

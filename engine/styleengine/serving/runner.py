@@ -312,7 +312,7 @@ class RunnerCore:
         if isinstance(exc, SizeError | SpecError):
             return 422, "unsupported_size", str(exc)
         if isinstance(exc, RequestError):
-            return 422, "invalid_request", str(exc).splitlines()[0]
+            return 400, "invalid_request", str(exc).splitlines()[0]
         if isinstance(exc, ValidationError):
             return 422, "invalid_parameter", str(exc).splitlines()[0]
         if isinstance(exc, MemoryError):

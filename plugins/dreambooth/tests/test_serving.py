@@ -1,5 +1,5 @@
 """The generic service's runner with several LoRAs loaded (torch runtime): prompt (+ LoRA) in, image out, batched
-per LoRA; a request naming an unknown LoRA gets a 422 naming the loaded ones, the others in its batch still answer."""
+per LoRA; a request naming an unknown LoRA gets a 400 naming the loaded ones, the others in its batch still answer."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_runner_serves_loras_per_request_and_refuses_unknown_ones(tmp_path):
     assert np.abs(alone.image.astype(int) - outs[1].image.astype(int)).max() <= 1
 
     mixed = core.run_batch([item(0, "dog"), item(5, "horse")])
-    assert [o.status for o in mixed] == [200, 422]
+    assert [o.status for o in mixed] == [200, 400]
     assert mixed[1].error == "invalid_request" and "'horse' is not loaded; available: cat, dog" in mixed[1].detail
     assert np.array_equal(mixed[0].image, outs[0].image)
     core.stop()

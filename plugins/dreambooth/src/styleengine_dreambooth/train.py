@@ -57,9 +57,12 @@ _RESAMPLE = {"lanczos": "LANCZOS", "bilinear": "BILINEAR", "bicubic": "BICUBIC",
 # -- data ----------------------------------------------------------------------------------------------------
 
 
-def preflight(folder: Path, *, minimum: int, resolution: int, on_bad_file: str = "fail", what: str = "instance") -> list[Path]:
-    """Every decodable image in ``folder`` (count, format and decode checked; EXIF orientation applied on read).
-    Bad files fail the run (naming each) under ``on_bad_file="fail"``, else are skipped with a warning."""
+def preflight(folder: Path, *, minimum: int, resolution: int, on_bad_file: str = "fail", what: str = "instance",
+              full: bool = True) -> list[Path]:
+    """Every usable image in ``folder``: count, format, size and (``full``) a complete decode checked; EXIF
+    orientation is applied when images are read (``styleengine.data.read_image``).  Bad files fail the run (naming
+    each) under ``on_bad_file="fail"``, else are skipped with a warning."""
+    from styleengine.data import probe_image
     from styleengine.data.preflight import BadFile
 
     if not folder.is_dir():
@@ -68,11 +71,14 @@ def preflight(folder: Path, *, minimum: int, resolution: int, on_bad_file: str =
     small = 0
     for p in find_images(folder):
         try:
-            img = read_image(p)
+            if full:
+                h, w = read_image(p).array.shape[:2]
+            else:
+                info = probe_image(p)
+                h, w = info.height, info.width
         except Exception as exc:  # noqa: BLE001 - every decode failure is reported by file
             bad.append(BadFile(p, str(exc).splitlines()[0]))
             continue
-        h, w = img.array.shape[:2]
         small += min(h, w) < resolution
         good.append(p)
     if bad and on_bad_file == "fail":
@@ -181,7 +187,7 @@ def train(style: Any, cfg: Any, ctx: Any) -> TrainResult:
 
     _check(style, cfg, ctx)
     instances = preflight(ctx.data_dir("data"), minimum=cfg.min_instance_images, resolution=cfg.resolution,
-                          on_bad_file=ctx.on_bad_file)
+                          on_bad_file=ctx.on_bad_file, full=cfg.preflight == "full")
     seed = ctx.seed
     comps = style.components
     mc = style.model_config_

@@ -49,6 +49,13 @@ class Config(StyleConfig):
                               description="weight of the LoRA a request names without one ('name', not 'name:0.5')")
     output_size: Literal["input", "working"] = Field(
         "input", description="img2img: the request's size (resized back) or the working size")
+    controlnet_scale: float | None = Field(
+        None, ge=0.0, le=2.0, description="ControlNet weight when one is configured (default: diffusers' pipelines: "
+        "0.8 for img2img, 1.0 for txt2img)")
+    control_guidance_start: float = Field(0.0, ge=0.0, le=1.0, description="fraction of the schedule where ControlNet starts")
+    control_guidance_end: float = Field(1.0, ge=0.0, le=1.0, description="fraction of the schedule where ControlNet stops")
+    canny_low: int = Field(100, ge=0, le=255, description="cv2.Canny lower hysteresis threshold (ControlNet canny: 100)")
+    canny_high: int = Field(200, ge=0, le=255, description="cv2.Canny upper hysteresis threshold (ControlNet canny: 200)")
 
 
 class ModelConfig(StyleConfig):
@@ -60,6 +67,9 @@ class ModelConfig(StyleConfig):
     size: Literal["sd15", "tiny"] = Field("sd15", description="architecture without a source: SD 1.5 shapes or tiny (tests)")
     tokenizer: str | None = Field(None, description="folder with the CLIP tokenizer files (single-file sources carry none)")
     config: str | None = Field(None, description="diffusers config folder for a single-file source that is not SD 1.5-shaped")
+    controlnet: str | None = Field(
+        None, description="a canny ControlNet (diffusers folder or hf://org/repo@rev; 'tiny' = random, tests): "
+        "structure-preserving stylisation, edges computed from the content image in the pipeline")
     loras: dict[str, str] = Field(
         default_factory=dict, max_length=64,
         description="LoRAs loaded once and switched per request: name -> file (diffusers / PEFT or kohya / A1111 "
@@ -70,7 +80,7 @@ class ModelConfig(StyleConfig):
         None, description="`engine export`: the name (in loras) of the LoRA fused into the exported UNet / text encoder "
         "(one artifact per LoRA); none exports the base")
 
-    @field_validator("source", "tokenizer", "config", "fused_lora", "export_lora")
+    @field_validator("source", "tokenizer", "config", "fused_lora", "export_lora", "controlnet")
     @classmethod
     def _not_blank(cls, v: str | None) -> str | None:
         if v is not None and not v.strip():

@@ -33,15 +33,24 @@ def build_components(mc: ModelConfig, *, seed: int = 0) -> Any:
     """:class:`~styleengine.diffusion.Components` for a model config (fp32, CPU, eval), its LoRAs attached."""
     from styleengine.diffusion import load_components, load_lora
 
+    cn = mc.controlnet
+    if cn == "tiny" and (mc.source is not None or mc.size != "tiny"):
+        raise ValueError("controlnet=tiny is the tiny random ControlNet: it goes with size=tiny and no source")
     if mc.source is not None:
         tok = _sources.find_tokenizer(mc.tokenizer, required=False) if mc.tokenizer is not None else None
-        comps = load_components(mc.source, tokenizer=tok, config=mc.config, unet_in_channels=4)
+        comps = load_components(mc.source, tokenizer=tok, config=mc.config, unet_in_channels=4,
+                                controlnets=[cn] if cn else None)
     elif mc.size == "tiny":
         from styleengine.diffusion.tiny import tiny_components
 
-        comps = tiny_components(seed=seed, tmpdir=tempfile.mkdtemp(prefix="styleengine-dreambooth-"), scheduler="pndm")
+        comps = tiny_components(seed=seed, tmpdir=tempfile.mkdtemp(prefix="styleengine-dreambooth-"), scheduler="pndm",
+                                with_controlnet=cn == "tiny")
+        if cn and cn != "tiny":
+            from styleengine.diffusion.components import load_controlnet
+
+            comps.controlnets.append(load_controlnet(cn))
     else:
-        comps = _sources.random_sd15_components(seed=seed, tokenizer=mc.tokenizer)
+        comps = _sources.random_sd15_components(seed=seed, tokenizer=mc.tokenizer, controlnet=bool(cn))
     if mc.fused_lora is not None:
         from styleengine.diffusion import fuse_lora
 

@@ -79,16 +79,18 @@ def generate(
     scaling_factor: float = 0.18215,
     callback: Callback | None = None,
     device: Any = "cpu",
+    control: Sequence[Any] = (),
 ) -> torch.Tensor:
     """Images ``[B, 3, H, W]`` in [-1, 1]: img2img over ``images`` (in [-1, 1], working size) when given, else txt2img."""
     if images is None:
         return txt2img(sessions, tokenizer, scheduler, prompts, seeds=seeds, negative_prompts=negative_prompts,
                        steps=steps, guidance_scale=guidance_scale, height=height, width=width, eta=eta,
                        callback=callback, scaling_factor=scaling_factor, guidance_multiplicity=guidance_multiplicity,
-                       device=device)
+                       device=device, control=control)
     return img2img(sessions, tokenizer, scheduler, images.to(device), prompts, seeds=seeds, strength=strength,
                    negative_prompts=negative_prompts, steps=steps, guidance_scale=guidance_scale, eta=eta,
-                   callback=callback, scaling_factor=scaling_factor, guidance_multiplicity=guidance_multiplicity)
+                   callback=callback, scaling_factor=scaling_factor, guidance_multiplicity=guidance_multiplicity,
+                   control=control)
 
 
 __all__ = ["UnknownLoraError", "generate", "parse_lora", "resize", "working_size"]

@@ -223,7 +223,7 @@ class DreamBoothStyle(Style):
         return diffusion_graphs(
             self.components, guidance_multiplicity=2, batch_range=self.batch_range[arch],
             latent_range=self.latent_range[arch], latent_multiple=8,
-            include=("text_encoder", "unet", "vae_encoder", "vae_decoder"),
+            include=("text_encoder", "unet", "vae_encoder", "vae_decoder", "controlnet"),
         )
 
     def export_graphs(self) -> list[GraphSpec]:
@@ -246,7 +246,7 @@ class DreamBoothStyle(Style):
         arch = self._arch()
         return diffusion_graphs(fused, guidance_multiplicity=2, batch_range=self.batch_range[arch],
                                 latent_range=self.latent_range[arch], latent_multiple=8,
-                                include=("text_encoder", "unet", "vae_encoder", "vae_decoder"))
+                                include=("text_encoder", "unet", "vae_encoder", "vae_decoder", "controlnet"))
 
     def export_metadata(self) -> dict[str, Any]:
         from styleengine.weights import sha256_path
@@ -260,6 +260,27 @@ class DreamBoothStyle(Style):
         return {"lora": {"name": mc.export_lora, "file": str(f), "sha256": sha256_path(f)}}
 
     # -- inference -------------------------------------------------------------------------------------
+    @staticmethod
+    def _control(cfg: Config, mode: str, size: tuple[int, int], images: list[Any]) -> Any:
+        """The ControlNet conditioning of a group: canny edges of each content image at the working size (white on
+        black, [0, 1]); requests without an image get a black image at weight 0 (the UNet graph then takes zero
+        residuals: the plain model)."""
+        import numpy as np
+
+        from styleengine.diffusion import Control
+        from styleengine.diffusion.control import canny
+
+        scale = cfg.controlnet_scale if cfg.controlnet_scale is not None else (0.8 if mode == "img2img" else 1.0)
+        if any(img is None for img in images):
+            if not all(img is None for img in images):
+                raise ValueError("a ControlNet group mixes requests with and without images")
+            return Control(torch.zeros(len(images), 3, *size), scale=0.0)
+        edges = []
+        for img in images:
+            work = resize(to_tensor(img, (0.0, 1.0)) * 2 - 1, size)[0].permute(1, 2, 0).numpy() * 0.5 + 0.5
+            edges.append(torch.from_numpy(canny(np.clip(work, 0.0, 1.0), cfg.canny_low, cfg.canny_high)).permute(2, 0, 1))
+        return Control(torch.stack(edges), scale=scale, start=cfg.control_guidance_start, end=cfg.control_guidance_end)
+
     def pipeline_parts(self) -> tuple[Any, dict[str, Any], float]:
         if self._parts is None:
             if self._modules is not None and self._components is not None:
@@ -317,8 +338,8 @@ class DreamBoothStyle(Style):
                 img = req.image("image")
                 hw = (int(img.shape[0]), int(img.shape[1]))
                 size = working_size(*hw, cfg.resolution)
-            else:
-                img, hw = None, None
+            else:  # an image given in txt2img mode only feeds the ControlNet (when one is configured)
+                img, hw = (req.image("image") if has_image else None), None
                 size = (cfg.height or cfg.resolution, cfg.width or cfg.resolution)
             lh, lw = size[0] // 8, size[1] // 8
             if not (lat_lo <= lh <= lat_hi and lat_lo <= lw <= lat_hi):
@@ -327,11 +348,12 @@ class DreamBoothStyle(Style):
             seed = int(req.seed) if req.seed is not None else secrets.randbits(31)
             prepared.append({"image": img, "hw": hw, "size": size, "prompt": prompt, "mode": mode, "loras": loras,
                              "negative": (req.texts.get("negative_prompt") or "").strip(), "seed": seed})
-            groups[(mode, size, loras)].append(i)
+            groups[(mode, size, loras, img is not None)].append(i)
 
+        controlled = self.model_config_.controlnet is not None or "controlnet" in sessions
         results: list[StyleResult | None] = [None] * len(batch)
         callback = cancel.step_callback()
-        for (mode, size, loras), idx in groups.items():
+        for (mode, size, loras, _), idx in groups.items():
             if unet_mod is not None and switchable:
                 _lora.activate([unet_mod, text_mod], dict(loras))  # one LoRA state per group: never mixed
             for k in range(0, len(idx), chunk):
@@ -342,13 +364,16 @@ class DreamBoothStyle(Style):
                 if mode == "img2img":
                     images = torch.cat([resize(to_tensor(prepared[j]["image"], (-1.0, 1.0)), size) for j in part])
                 negatives = [prepared[j]["negative"] for j in part]
+                control = ()
+                if controlled:
+                    control = (self._control(cfg, mode, size, [prepared[j]["image"] for j in part]),)
                 try:
                     out = generate(
                         sessions, tokenizer, scheduler, [prepared[j]["prompt"] for j in part],
                         seeds=[prepared[j]["seed"] for j in part], images=images, strength=cfg.strength,
                         negative_prompts=negatives if any(negatives) else None, steps=cfg.steps, guidance_scale=g,
                         height=size[0], width=size[1], eta=cfg.eta, guidance_multiplicity=m, scaling_factor=scaling,
-                        callback=callback, device=device,
+                        callback=callback, device=device, control=control,
                     )
                 except LoopCancelled as exc:
                     cancel.check()
@@ -362,6 +387,7 @@ class DreamBoothStyle(Style):
                         image=from_tensor(o, (-1.0, 1.0)), seed=prepared[j]["seed"],
                         timings={"generate_ms": elapsed / len(part)},
                         info={"mode": mode, "working_size": list(size), "steps": cfg.steps, "scheduler": cfg.scheduler,
-                              "batch": len(part), "lora": dict(loras), "guidance": "cfg" if guided else "off"},
+                              "batch": len(part), "lora": dict(loras), "guidance": "cfg" if guided else "off",
+                              "controlnet": bool(control) and control[0].scale > 0},
                     )
         return [r for r in results if r is not None]

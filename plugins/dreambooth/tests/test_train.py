@@ -119,3 +119,21 @@ def test_preflight_and_config_errors(instance_dir, tmp_path):
     (instance_dir / "broken.png").unlink()
     with pytest.raises(DatasetError, match="at least 5"):
         _train(tmp_path / "d", instance_dir, min_instance_images=5)
+
+
+def test_text_encoder_lora_is_saved_and_loads_into_diffusers(instance_dir, tmp_path):
+    """train_text_encoder=true with LoRA: a text-encoder adapter too (``text_encoder.*`` keys), read by diffusers."""
+    _, run = _train(tmp_path / "run", instance_dir, max_train_steps=2, train_text_encoder=True)
+    keys = load_file(str(run.checkpoint / "pytorch_lora_weights.safetensors"))
+    assert {k.split(".")[0] for k in keys} == {"unet", "text_encoder"}
+    trained = DreamBoothStyle()
+    trained.load_weights(run.checkpoint)
+    [ours] = trained.infer(_sessions(trained), [request(1, PROMPT)], trained.parse_config(FAST))
+    from diffusion_support import sd_pipeline
+
+    fresh = DreamBoothStyle(TINY)
+    pipe = sd_pipeline(replace(fresh.components, scheduler=fresh.scheduler("dpmpp")))
+    pipe.load_lora_weights(str(run.checkpoint))
+    ref = pipe(PROMPT, height=64, width=64, num_inference_steps=2, generator=torch.Generator().manual_seed(1),
+               output_type="pt").images
+    assert max_diff(ours.image, ref[0].permute(1, 2, 0).numpy()) <= 1e-4

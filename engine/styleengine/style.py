@@ -304,6 +304,12 @@ class Style:
             )
 
     @classmethod
+    def text_choices(cls, model_config: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Known values of text fields for a deployment's model config (``--model-set`` values), e.g. the names of
+        the adapters a server loads: the playground offers them.  Torch-free; the default is none."""
+        return {}
+
+    @classmethod
     def serving_defaults(cls, specs: Sequence[GraphSpec]) -> dict[str, Any]:
         """Request-parameter defaults a server should use with graphs of these ``specs`` (exported dims).
 

@@ -44,4 +44,6 @@ def test_runner_serves_loras_per_request_and_refuses_unknown_ones(tmp_path):
     core.stop()
 
     info = style_info(DreamBoothStyle, args, 4)
-    assert {t["name"] for t in info["texts"]} == {"prompt", "negative_prompt", "lora"}
+    texts = {t["name"]: t for t in info["texts"]}
+    assert set(texts) == {"prompt", "negative_prompt", "lora"}
+    assert texts["lora"]["choices"] == ["cat", "dog"] and texts["prompt"]["choices"] == []  # the playground offers them

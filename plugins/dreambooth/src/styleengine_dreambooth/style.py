@@ -200,6 +200,12 @@ class DreamBoothStyle(Style):
                 out[f"{name}.{k.replace('.base_layer.', '.')}"] = v
         return out
 
+    @classmethod
+    def text_choices(cls, model_config: Mapping[str, Any]) -> dict[str, list[str]]:
+        """The playground offers the LoRAs a server loads (``--model-set loras={...}``)."""
+        loras = model_config.get("loras") or {}
+        return {"lora": sorted(loras)} if isinstance(loras, Mapping) and loras else {}
+
     # -- training ---------------------------------------------------------------------------------------
     def train(self, cfg: StyleConfig, ctx: Any) -> Any:
         from .train import train

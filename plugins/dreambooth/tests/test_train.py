@@ -137,3 +137,41 @@ def test_text_encoder_lora_is_saved_and_loads_into_diffusers(instance_dir, tmp_p
     ref = pipe(PROMPT, height=64, width=64, num_inference_steps=2, generator=torch.Generator().manual_seed(1),
                output_type="pt").images
     assert max_diff(ours.image, ref[0].permute(1, 2, 0).numpy()) <= 1e-4
+
+
+def test_killed_training_resumes_to_the_uninterrupted_weights(instance_dir, tmp_path):
+    """``engine train`` killed (SIGKILL) after a checkpoint, then ``--resume``: the same LoRA as a run never killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from db_helpers import run_cli
+
+    sets = ["--set", "model={size: tiny}", "--set", f"instance_prompt={PROMPT}", "--set", "resolution=64",
+            "--set", "train_batch_size=1", "--set", "learning_rate=0.01", "--set", "max_train_steps=12"]
+    run = tmp_path / "killed"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "styleengine", "train", "dreambooth", "--data", str(instance_dir),
+                             *sets, "--cpu", "--no-progress", "--checkpoint-every", "2", "--out", str(run)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "checkpoints" / "step-0000002" / "training_state.json").is_file():
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (run / "weights").exists()  # killed mid-run
+    code, _, err = run_cli("train", "dreambooth", "--data", str(instance_dir), *sets, "--cpu", "--no-progress",
+                           "--resume", "--out", str(run))
+    assert code == 0, err
+    code, _, err = run_cli("train", "dreambooth", "--data", str(instance_dir), *sets, "--cpu", "--no-progress",
+                           "--out", str(tmp_path / "straight"))
+    assert code == 0, err
+    a = load_file(str(run / "weights" / "pytorch_lora_weights.safetensors"))
+    b = load_file(str(tmp_path / "straight" / "weights" / "pytorch_lora_weights.safetensors"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from db_helpers import FAST, TINY, content, max_diff, request, run_cli
 from PIL import Image
 from styleengine_dreambooth import DreamBoothStyle
@@ -52,3 +53,42 @@ def test_full_pipeline_diffusers_folder_imports(tmp_path):
 
     for a, b in zip(run(style), run(loaded), strict=True):
         assert max_diff(a.image, b.image) < 1e-6
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".ckpt"])
+def test_full_fine_tune_single_file_imports(tmp_path, suffix):
+    """An SD 1.x single-file checkpoint (CompVis LDM keys, e.g. a DreamBooth fine-tune shared as one file) through the
+    core's single-file conversion, never unpickling: the same modules.  The tiny model names its config folder."""
+    import torch
+    from diffusion_support import ldm_checkpoint, sd_pipeline
+    from safetensors.torch import save_file
+
+    style = DreamBoothStyle(TINY)
+    sd_pipeline(style.components).save_pretrained(str(tmp_path / "cfg"), safe_serialization=True)
+    sd = ldm_checkpoint(style.components)
+    path = tmp_path / f"sks-dog{suffix}"
+    if suffix == ".ckpt":
+        torch.save({"state_dict": sd, "global_step": 800}, path)
+    else:
+        save_file(sd, str(path))
+    loaded = DreamBoothStyle({"config": str(tmp_path / "cfg")})
+    loaded.load_weights(path)
+    assert loaded.model_config.source == str(path)
+    for m in ("unet", "vae", "text_encoder"):
+        a, b = style.modules[m].state_dict(), loaded.modules[m].state_dict()
+        assert set(a) <= set(b) and all(torch.equal(a[k], b[k]) for k in a), m
+
+
+def test_pickled_ckpt_is_refused(tmp_path):
+    import torch
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(1)}, "obj": object()}, path)
+    with pytest.raises(ValueError, match="weights_only"):
+        DreamBoothStyle().load_weights(path)
+    bin_lora = tmp_path / "lora.bin"
+    bin_lora.write_bytes(b"x")
+    from styleengine_dreambooth.importer import lora_file
+
+    with pytest.raises(ValueError, match="pickled LoRA files are not loaded"):
+        lora_file(bin_lora)

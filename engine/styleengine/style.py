@@ -306,7 +306,8 @@ class Style:
     @classmethod
     def text_choices(cls, model_config: Mapping[str, Any]) -> dict[str, list[str]]:
         """Known values of text fields for a deployment's model config (``--model-set`` values), e.g. the names of
-        the adapters a server loads: the playground offers them.  Torch-free; the default is none."""
+        the adapters a server loads: the playground offers them, and the server's warm-up uses the first (a field
+        listed with no values is left out of warm-up requests).  Torch-free; the default is none."""
         return {}
 
     @classmethod

@@ -195,6 +195,10 @@ class RunnerCore:
         rng = np.random.default_rng(0)
         cfg = self.style.parse_config(self.defaults)
         usable: list[int] = []
+        try:
+            choices = type(self.style).text_choices(dict(self.args.model_set or {}))
+        except Exception:  # noqa: BLE001 - suggestions only
+            choices = {}
         for b in self.buckets:
             reqs = []
             for i in range(b):
@@ -202,7 +206,12 @@ class RunnerCore:
                 for f in self.style.inputs.images:
                     img = rng.random((h, w, 3), dtype=np.float32)
                     images[f.name] = [img] if f.multiple else img
-                texts = {t.name: "warm-up" for t in self.style.inputs.texts}
+                texts = {}
+                for t in self.style.inputs.texts:
+                    if t.name not in choices:
+                        texts[t.name] = "warm-up"
+                    elif choices[t.name]:  # a field with known values (e.g. adapter names) warms up with one of them
+                        texts[t.name] = choices[t.name][0]
                 reqs.append(StyleRequest(images=images, texts=texts, seed=i, id=f"warmup-{b}-{i}"))
             log.info("warm-up: batch %d at %dx%d (buckets %s) ...", b, w, h, list(self.buckets))
             t0 = time.perf_counter()

@@ -108,8 +108,7 @@ class DreamBoothStyle(Style):
         return {m: getattr(self._components, m) for m in MODULES}
 
     def require_weights(self, allow_random: bool) -> None:
-        mc = self.model_config_
-        if mc.source is None and mc.fused_lora is None and not mc.loras:
+        if self.model_config_.source is None:  # LoRAs alone on a random base are still random weights
             super().require_weights(allow_random)
 
     @property
@@ -204,7 +203,7 @@ class DreamBoothStyle(Style):
     def text_choices(cls, model_config: Mapping[str, Any]) -> dict[str, list[str]]:
         """The playground offers the LoRAs a server loads (``--model-set loras={...}``)."""
         loras = model_config.get("loras") or {}
-        return {"lora": sorted(loras)} if isinstance(loras, Mapping) and loras else {}
+        return {"lora": sorted(loras) if isinstance(loras, Mapping) else []}
 
     # -- training ---------------------------------------------------------------------------------------
     def train(self, cfg: StyleConfig, ctx: Any) -> Any:

@@ -176,6 +176,9 @@ def _check(style: Any, cfg: Any, ctx: Any) -> None:
             "--set allow_random_init=true trains random SD 1.5-shaped weights (plumbing only)")
     if mc.loras:
         raise ValueError("train on a base model without serve-time LoRAs (model.loras must be empty)")
+    if mc.fused_lora:
+        raise ValueError("train from the base model, not from a LoRA fused into it (--weights LORA): "
+                         "the new LoRA is saved against the base named in model.source")
 
 
 def train(style: Any, cfg: Any, ctx: Any) -> TrainResult:

@@ -138,7 +138,6 @@ def test_export_graphs_fuse_the_named_lora(loras):
     specs = {s.name: s for s in style.export_graphs()}
     fused_style, _ = _fused(loras["van_gogh"])
     ref = {s.name: s for s in fused_style.graphs()}
-    import numpy as np
 
     for name in ("unet", "text_encoder"):
         feeds = {k: torch.from_numpy(v) for k, v in specs[name].example_inputs("opt").items()}

@@ -175,3 +175,25 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(instance_dir, tmp_
     a = load_file(str(run / "weights" / "pytorch_lora_weights.safetensors"))
     b = load_file(str(tmp_path / "straight" / "weights" / "pytorch_lora_weights.safetensors"))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_every_option_together_under_bf16(instance_dir, tmp_path, method):
+    """Mixed precision (bf16 on the CPU), gradient checkpointing, text-encoder training, prior preservation,
+    min-SNR weighting and offset noise in one run; the result loads back."""
+    cfg = TrainConfig(**{**FAST_TRAIN, "learning_rate": None}, method=method, max_train_steps=2,
+                      with_prior_preservation=True, class_prompt="a photo of dog", num_class_images=1,
+                      class_generation_steps=1, gradient_checkpointing=True, train_text_encoder=True, snr_gamma=5.0,
+                      offset_noise=True, center_crop=True)
+    style = DreamBoothStyle(cfg.model)
+    ctx = TrainContext(out_dir=tmp_path / "run", data={"data": instance_dir}, mixed_precision="bf16", cpu=True,
+                       show_progress=False)
+    run = style.train(cfg, ctx)
+    assert run.steps == 2 and run.metrics["lr"] == (5e-4 if method == "lora" else 5e-6)  # the references' defaults
+    loaded = DreamBoothStyle()
+    loaded.load_weights(run.checkpoint)
+    [out] = loaded.infer(_sessions(loaded), [request(0, PROMPT)], loaded.parse_config(FAST))
+    assert out.image.shape == (64, 64, 3)
+    if method == "full":
+        keys = load_file(str(run.checkpoint / "model.safetensors"))
+        assert {k.split(".")[0] for k in keys} == {"unet", "text_encoder"}

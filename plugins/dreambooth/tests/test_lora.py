@@ -148,5 +148,7 @@ def test_export_graphs_fuse_the_named_lora(loras):
     meta = style.export_metadata()["lora"]
     assert meta["name"] == "van_gogh" and len(meta["sha256"]) == 64 and meta["file"].endswith("vg.safetensors")
     assert style.components.unet.peft_config  # the serving model keeps its switchable adapters
+    fused = DreamBoothStyle({**TINY, "fused_lora": str(loras["dog"])}).export_metadata()
+    assert fused["lora"] is None and fused["fused_lora"]["file"].endswith("dog.safetensors")
     with pytest.raises(UnknownLoraError, match="available: dog, van_gogh"):
         DreamBoothStyle({**mc, "export_lora": "cat"}).export_graphs()

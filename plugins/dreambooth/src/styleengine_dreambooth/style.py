@@ -259,10 +259,14 @@ class DreamBoothStyle(Style):
         from .importer import lora_file
 
         mc = self.model_config_
-        if mc.export_lora is None:
-            return {"lora": None}
-        f = lora_file(mc.loras[mc.export_lora])
-        return {"lora": {"name": mc.export_lora, "file": str(f), "sha256": sha256_path(f)}}
+        out: dict[str, Any] = {"lora": None}
+        if mc.export_lora is not None:
+            f = lora_file(mc.loras[mc.export_lora])
+            out["lora"] = {"name": mc.export_lora, "file": str(f), "sha256": sha256_path(f)}
+        if mc.fused_lora is not None:  # --weights LORA: fused into the base before anything else
+            f = lora_file(mc.fused_lora)
+            out["fused_lora"] = {"file": str(f), "sha256": sha256_path(f)}
+        return out
 
     # -- inference -------------------------------------------------------------------------------------
     @staticmethod

@@ -83,6 +83,12 @@ class EmptyConfig(StyleConfig):
     pass
 
 
+class RequestError(ValueError):
+    """A request a style refuses for what it asks (e.g. an adapter name that is not loaded): the service answers
+    400 ``invalid_request`` with the message (so name the valid choices in it), and re-runs a batch holding such a
+    request one request at a time, so only the offending request is refused."""
+
+
 class WeightsRequiredError(RuntimeError):
     """A style would run with random weights; the message says how to get or train weights."""
 
@@ -296,6 +302,13 @@ class Style:
                 f"style {self.name} has no weights loaded. {self.weights_hint}. "
                 "Pass --allow-random-weights to run with random weights (latency work and tests only)."
             )
+
+    @classmethod
+    def text_choices(cls, model_config: Mapping[str, Any]) -> dict[str, list[str]]:
+        """Known values of text fields for a deployment's model config (``--model-set`` values), e.g. the names of
+        the adapters a server loads: the playground offers them, and the server's warm-up uses the first (a field
+        listed with no values is left out of warm-up requests).  Torch-free; the default is none."""
+        return {}
 
     @classmethod
     def serving_defaults(cls, specs: Sequence[GraphSpec]) -> dict[str, Any]:

@@ -41,6 +41,8 @@ def request_for(cls) -> dict:
         if f.required or f.multiple:  # optional "several" fields are the style images (AdaIN, Gatys)
             files.append((f.name, (f"{f.name}.png", png_bytes(random_image(72, 88, seed=i)), "image/png")))
     data = {t.name: "make it snowy" for t in cls.inputs.texts if t.required}
+    if not files:  # no required image (text-to-image): the service takes multipart/form-data only, so send the
+        return {"files": [(k, (None, v)) for k, v in data.items()]}  # texts as multipart fields
     return {"files": files, "data": data}
 
 

@@ -195,6 +195,10 @@ class RunnerCore:
         rng = np.random.default_rng(0)
         cfg = self.style.parse_config(self.defaults)
         usable: list[int] = []
+        try:
+            choices = type(self.style).text_choices(dict(self.args.model_set or {}))
+        except Exception:  # noqa: BLE001 - suggestions only
+            choices = {}
         for b in self.buckets:
             reqs = []
             for i in range(b):
@@ -202,7 +206,12 @@ class RunnerCore:
                 for f in self.style.inputs.images:
                     img = rng.random((h, w, 3), dtype=np.float32)
                     images[f.name] = [img] if f.multiple else img
-                texts = {t.name: "warm-up" for t in self.style.inputs.texts}
+                texts = {}
+                for t in self.style.inputs.texts:
+                    if t.name not in choices:
+                        texts[t.name] = "warm-up"
+                    elif choices[t.name]:  # a field with known values (e.g. adapter names) warms up with one of them
+                        texts[t.name] = choices[t.name][0]
                 reqs.append(StyleRequest(images=images, texts=texts, seed=i, id=f"warmup-{b}-{i}"))
             log.info("warm-up: batch %d at %dx%d (buckets %s) ...", b, w, h, list(self.buckets))
             t0 = time.perf_counter()
@@ -254,36 +263,47 @@ class RunnerCore:
             mono_deadline = None if deadline is None else time.monotonic() + (deadline - time.time())
             token = cancel.CancelToken(mono_deadline, reason="request timed out")
             first = items[live[0]]
-            t0 = time.perf_counter()
-            status, code, detail, results = 200, None, None, None
-            try:
-                reqs = [
-                    StyleRequest(images=_as_float(items[i].images), texts=dict(items[i].texts), seed=items[i].seed, id=items[i].id)
-                    for i in live
-                ]
-                cfg = self.style.parse_config(first.params)
-                with cancel.use_token(token):
-                    token.check()
-                    results = self.engine.hook.style_infer(style=self.style, sessions=self.sessions, batch=reqs, cfg=cfg)
-                if results is None or len(results) != len(live):
-                    raise RuntimeError(f"style_infer returned {0 if results is None else len(results)} results for {len(live)} requests")
-            except Exception as exc:  # noqa: BLE001 - mapped to a status, never leaked
-                status, code, detail = self._classify(exc, token)
-            elapsed = time.perf_counter() - t0
-            if self.metrics is not None:
-                self.metrics.observe_chunk(len(live), elapsed, [now - items[i].sent_at for i in live], status)
-            for j, i in enumerate(live):
-                it = items[i]
-                common = dict(id=it.id, batch_size=len(live), dispatch_size=n, queue_ms=(now - it.sent_at) * 1000, inference_ms=elapsed * 1000)
-                if status != 200:
-                    outputs[i] = RunnerOutput(status=status, error=code, detail=detail, seed=it.seed, **common)
-                    continue
-                res = results[j]  # type: ignore[index]
-                outputs[i] = RunnerOutput(
-                    image=to_uint8(np.asarray(res.image)), seed=res.seed if res.seed is not None else it.seed,
-                    images=[to_uint8(np.asarray(a)) for a in res.images] if getattr(res, "images", None) else None,
-                    info=_json_safe(res.info), **common,
-                )
+
+            def attempt(part: list[int]) -> tuple[int, str | None, str | None, Any, float]:
+                t0 = time.perf_counter()
+                status, code, detail, results = 200, None, None, None
+                try:
+                    reqs = [
+                        StyleRequest(images=_as_float(items[i].images), texts=dict(items[i].texts), seed=items[i].seed, id=items[i].id)
+                        for i in part
+                    ]
+                    cfg = self.style.parse_config(first.params)
+                    with cancel.use_token(token):
+                        token.check()
+                        results = self.engine.hook.style_infer(style=self.style, sessions=self.sessions, batch=reqs, cfg=cfg)
+                    if results is None or len(results) != len(part):
+                        raise RuntimeError(f"style_infer returned {0 if results is None else len(results)} results for {len(part)} requests")
+                except Exception as exc:  # noqa: BLE001 - mapped to a status, never leaked
+                    status, code, detail = self._classify(exc, token)
+                return status, code, detail, results, time.perf_counter() - t0
+
+            # A request the style refuses for what it asks (RequestError, e.g. an unknown LoRA name) fails its whole
+            # batch: run that batch again request by request, so only the offending one is refused.
+            first_try = attempt(live)
+            parts = [(live, first_try)]
+            if first_try[1] == "invalid_request" and len(live) > 1:
+                parts = [([i], attempt([i])) for i in live]
+            for part, (status, code, detail, results, elapsed) in parts:
+                if self.metrics is not None:
+                    self.metrics.observe_chunk(len(part), elapsed, [now - items[i].sent_at for i in part], status)
+                for j, i in enumerate(part):
+                    it = items[i]
+                    common = dict(id=it.id, batch_size=len(part), dispatch_size=n, queue_ms=(now - it.sent_at) * 1000,
+                                  inference_ms=elapsed * 1000)
+                    if status != 200:
+                        outputs[i] = RunnerOutput(status=status, error=code, detail=detail, seed=it.seed, **common)
+                        continue
+                    res = results[j]  # type: ignore[index]
+                    outputs[i] = RunnerOutput(
+                        image=to_uint8(np.asarray(res.image)), seed=res.seed if res.seed is not None else it.seed,
+                        images=[to_uint8(np.asarray(a)) for a in res.images] if getattr(res, "images", None) else None,
+                        info=_json_safe(res.info), **common,
+                    )
         return [o if o is not None else RunnerOutput(id=items[k].id, status=500, error="internal", detail="no result") for k, o in enumerate(outputs)]
 
     def _error(self, it: RunnerItem, status: int, code: str, detail: str, n: int, waited: float) -> RunnerOutput:
@@ -294,11 +314,14 @@ class RunnerCore:
     def _classify(self, exc: Exception, token: cancel.CancelToken) -> tuple[int, str, str]:
         from ..preprocess import SizeError
         from ..spec import SpecError
+        from ..style import RequestError
 
         if isinstance(exc, cancel.Cancelled) or token.cancelled:
             return 504, "timeout", f"the request timed out; inference was stopped ({token.reason or 'cancelled'})"
         if isinstance(exc, SizeError | SpecError):
             return 422, "unsupported_size", str(exc)
+        if isinstance(exc, RequestError):
+            return 400, "invalid_request", str(exc).splitlines()[0]
         if isinstance(exc, ValidationError):
             return 422, "invalid_parameter", str(exc).splitlines()[0]
         if isinstance(exc, MemoryError):

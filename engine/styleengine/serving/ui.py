@@ -30,6 +30,10 @@ def style_info(style_cls: Any, args: Any, max_images_per_field: int, *, defaults
     """What the playground (and any client) needs to build a request for this deployment."""
     c = style_cls.inputs
     params = style_cls.Config.model_json_schema()
+    try:
+        choices = style_cls.text_choices(dict(getattr(args, "model_set", None) or {}))
+    except Exception:  # noqa: BLE001 - suggestions only: never a reason not to serve
+        choices = {}
     for name, value in (defaults or {}).items():  # this server's defaults
         if name in params.get("properties", {}):
             params["properties"][name]["default"] = value
@@ -45,7 +49,8 @@ def style_info(style_cls: Any, args: Any, max_images_per_field: int, *, defaults
              "max_files": max_images_per_field if f.multiple else 1}
             for f in c.images
         ],
-        "texts": [{"name": t.name, "description": t.description, "required": t.required, "max_length": t.max_length} for t in c.texts],
+        "texts": [{"name": t.name, "description": t.description, "required": t.required, "max_length": t.max_length,
+                   "choices": list(choices.get(t.name, []))} for t in c.texts],
         "params": params,
         "limits": {
             "max_request_bytes": args.max_request_bytes,

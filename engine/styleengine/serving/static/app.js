@@ -69,7 +69,15 @@ function buildForm() {
     for (const t of info.texts) {
       const label = el("label", { for: "t-" + t.name }, t.name + (t.required ? "" : " (optional)"));
       if (t.description) label.append(" ", el("small", {}, "— " + t.description));
-      $("texts").append(label, el("textarea", { id: "t-" + t.name, name: t.name, maxlength: t.max_length, required: t.required }));
+      const area = el("textarea", { id: "t-" + t.name, name: t.name, maxlength: t.max_length, required: t.required });
+      $("texts").append(label);
+      if (t.choices && t.choices.length) {  // known values (e.g. the LoRAs this server loaded): pick one into the field
+        const pick = el("select", { id: "c-" + t.name, "aria-label": t.name + " choices" });
+        pick.append(el("option", { value: "" }, "— none —"), ...t.choices.map((c) => el("option", { value: c }, c)));
+        pick.addEventListener("change", () => { area.value = pick.value; });
+        $("texts").append(pick);
+      }
+      $("texts").append(area);
     }
   }
   const schema = info.params || {};

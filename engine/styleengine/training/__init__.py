@@ -77,8 +77,14 @@ class TrainContext:
 
     def accelerator(self) -> Any:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
 
+        state = AcceleratorState._shared_state
+        if state and state.get("_mixed_precision") not in (None, self.mixed_precision):
+            # accelerate keeps one process-wide state and refuses another mixed precision for a second
+            # Accelerator; a process may train several times (tests, a notebook, a server task), each with its own.
+            AcceleratorState._reset_state()
         acc = Accelerator(mixed_precision=self.mixed_precision, cpu=self.cpu)
         set_seed(self.seed)
         return acc

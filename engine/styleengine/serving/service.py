@@ -284,9 +284,9 @@ class _API:
                 return await self.runner.to_async.infer(item)  # type: ignore[attr-defined]
             except (ConnectionResetError, BrokenPipeError, *_STALE_CONNECTION) as exc:
                 # The keep-alive race: the runner closed an idle pooled connection just as this request was
-                # written on it (its client keeps idle connections longer than the runner's worker does).  The
-                # request never reached the runner, and inference is idempotent (seeded): retry once, on a new
-                # connection.
+                # written on it (its client keeps idle connections longer than the runner's worker does), so the
+                # request almost always never reached the runner; and inference is idempotent (seeded), so even a
+                # request that did is safe to run again: retry once, on a new connection.
                 log.info("runner connection was closed under a request (%s); retrying once", type(exc).__name__)
                 return await self.runner.to_async.infer(item)  # type: ignore[attr-defined]
         except BentoMLException as exc:
